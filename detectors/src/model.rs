@@ -1,0 +1,396 @@
+//! The event and alert model (DESIGN §2, §4).
+//!
+//! Money is integer minor units (fen), never a float. Event time is milliseconds since the Unix
+//! epoch, UTC, as stamped by the terminal; nothing in this crate ever reads a clock. Categorical
+//! fields (`outcome`, `decline_reason`, `channel`, `merchant_kind`) are closed enums: a value the
+//! fund's feed adds later maps to `Other` rather than failing the event.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A card token as it travels on the bus (already tokenised or hashed; never a raw card number).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CardId(Box<str>);
+
+impl CardId {
+    pub fn new(id: impl Into<Box<str>>) -> Self {
+        CardId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A swipe's unique id. Shared (`Arc`) because the same id sits in several detectors' windows.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventId(Arc<str>);
+
+impl EventId {
+    pub fn new(id: impl AsRef<str>) -> Self {
+        EventId(Arc::from(id.as_ref()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This handle's share of the heap block holding the string: the block is shared by every
+    /// window that remembers the event, so each holder counts 1/holders of it.
+    pub fn heap_share(&self) -> usize {
+        crate::detector::heap_block(16 + self.0.len()) / Arc::strong_count(&self.0).max(1)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Event time: milliseconds since the Unix epoch (UTC), as stamped at the terminal.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
+pub struct EventTime(pub i64);
+
+impl EventTime {
+    pub const MIN: EventTime = EventTime(i64::MIN);
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn saturating_add(self, d: Millis) -> EventTime {
+        EventTime(self.0.saturating_add(d.0))
+    }
+
+    pub fn saturating_sub(self, d: Millis) -> EventTime {
+        EventTime(self.0.saturating_sub(d.0))
+    }
+
+    /// `self - earlier`, saturating; negative when `earlier` is later.
+    pub fn since(self, earlier: EventTime) -> Millis {
+        Millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// A span of event time in milliseconds. Configuration durations are converted to this once.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    pub fn from_duration(d: std::time::Duration) -> Millis {
+        Millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    pub fn hours_f64(self) -> f64 {
+        self.0 as f64 / 3_600_000.0
+    }
+}
+
+impl fmt::Display for Millis {
+    /// Compact human form for explanations: `4m12s`, `2h5m`, `850ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.max(0);
+        if ms < 1000 {
+            return write!(f, "{ms}ms");
+        }
+        let s = ms / 1000;
+        let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+        let mut out = String::new();
+        for (v, unit) in [(d, "d"), (h, "h"), (m, "m"), (sec, "s")] {
+            if v > 0 {
+                out.push_str(&format!("{v}{unit}"));
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+/// Amount in minor units (fen). Refunds are rejected at decoding; amounts here are never negative.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
+pub struct AmountMinor(pub u64);
+
+impl fmt::Display for AmountMinor {
+    /// `¥1,234.56`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yuan = self.0 / 100;
+        let fen = self.0 % 100;
+        let digits = yuan.to_string();
+        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        write!(f, "¥{grouped}.{fen:02}")
+    }
+}
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name on the wire, in alerts and in metric labels.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Whether the swipe went through.
+    Outcome { Approved = "approved", Declined = "declined" }
+);
+
+wire_enum!(
+    /// Why a swipe was declined; unknown codes map to `Other`.
+    DeclineReason {
+        BadPin = "bad_pin",
+        InsufficientFunds = "insufficient_funds",
+        CardLocked = "card_locked",
+        CardLost = "card_lost",
+        Expired = "expired",
+        Other = "other",
+    }
+);
+
+wire_enum!(
+    /// How the card met the terminal; unknown values map to `Other` (treated as card-present).
+    Channel {
+        Chip = "chip",
+        Swipe = "swipe",
+        Contactless = "contactless",
+        Qr = "qr",
+        Online = "online",
+        Other = "other",
+    }
+);
+
+wire_enum!(
+    /// What sort of merchant took the swipe; unknown kinds map to `Other`.
+    MerchantKind { Hospital = "hospital", Clinic = "clinic", Pharmacy = "pharmacy", Other = "other" }
+);
+
+impl Outcome {
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "approved" => Some(Outcome::Approved),
+            "declined" => Some(Outcome::Declined),
+            _ => None,
+        }
+    }
+}
+
+impl DeclineReason {
+    pub fn parse(s: &str) -> DeclineReason {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .unwrap_or(DeclineReason::Other)
+    }
+}
+
+impl Channel {
+    pub fn parse(s: &str) -> Channel {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Channel::Other)
+    }
+}
+
+impl MerchantKind {
+    pub fn parse(s: &str) -> MerchantKind {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(MerchantKind::Other)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A merchant location in degrees (WGS 84).
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One swipe, decoded and validated (DESIGN §2).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Transaction {
+    pub event_id: EventId,
+    pub ts: EventTime,
+    pub card_id: CardId,
+    pub account_id: Option<Box<str>>,
+    pub amount: AmountMinor,
+    pub currency: Option<Box<str>>,
+    pub merchant_id: Box<str>,
+    pub merchant_kind: Option<MerchantKind>,
+    pub mcc: Option<Box<str>>,
+    pub terminal_id: Option<Box<str>>,
+    pub region: Option<Box<str>>,
+    pub geo: Option<GeoPoint>,
+    pub channel: Option<Channel>,
+    pub outcome: Outcome,
+    pub decline_reason: Option<DeclineReason>,
+    /// Ground truth for scoring a replay. Detectors never read it.
+    pub label: Option<Box<str>>,
+}
+
+impl Transaction {
+    pub fn is_bad_pin(&self) -> bool {
+        self.outcome == Outcome::Declined && self.decline_reason == Some(DeclineReason::BadPin)
+    }
+
+    /// Card-present means a physical terminal: anything but `online` (an absent channel counts).
+    pub fn is_card_present(&self) -> bool {
+        self.channel != Some(Channel::Online)
+    }
+}
+
+/// The detectors this crate ships, in the fixed order the engine runs them for each event.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorName {
+    FailedPin,
+    PinSuccessAfterFailures,
+    RapidFire,
+    ImpossibleTravel,
+    OffPattern,
+}
+
+impl DetectorName {
+    pub const ALL: [DetectorName; 5] = [
+        DetectorName::FailedPin,
+        DetectorName::PinSuccessAfterFailures,
+        DetectorName::RapidFire,
+        DetectorName::ImpossibleTravel,
+        DetectorName::OffPattern,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorName::FailedPin => "failed_pin",
+            DetectorName::PinSuccessAfterFailures => "pin_success_after_failures",
+            DetectorName::RapidFire => "rapid_fire",
+            DetectorName::ImpossibleTravel => "impossible_travel",
+            DetectorName::OffPattern => "off_pattern",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DetectorName> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Position in [`DetectorName::ALL`], for per-detector counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DetectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+wire_enum!(
+    /// How urgently an analyst should look.
+    Severity { Low = "low", Medium = "medium", High = "high" }
+);
+
+wire_enum!(
+    /// What the detector recommends the fund does.
+    Action { LockCard = "lock_card", VerifyCardholder = "verify_cardholder", Review = "review" }
+);
+
+/// The stable id of an alert: a hash of detector, card and first evidence event id.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct AlertId(pub String);
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How surprising one feature of a swipe was under the card's own profile (off_pattern).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct FeatureSurprise {
+    /// `amount`, `merchant_kind`, `hour` or `region`.
+    pub feature: String,
+    /// The swipe's value, as a person would read it.
+    pub observed: String,
+    /// What the card usually does, as a person would read it.
+    pub usual: String,
+    /// Probability of a value at least this unusual under the profile.
+    pub p_value: f64,
+}
+
+/// One alert (DESIGN §4). The shell encodes it as JSON; times stay [`EventTime`] here.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: AlertId,
+    pub detector: DetectorName,
+    pub severity: Severity,
+    pub card_id: CardId,
+    /// Event time of the triggering swipe.
+    pub ts: EventTime,
+    pub window_start: EventTime,
+    pub window_end: EventTime,
+    /// Event ids that make the case, oldest first; the first one names the alert.
+    pub evidence: Vec<EventId>,
+    pub score: f64,
+    pub action: Action,
+    /// How long the recommended action should hold (the card lock), if it is time-bound.
+    pub action_for: Option<Millis>,
+    pub explanation: String,
+    /// Per-feature surprise, for detectors that score features (off_pattern); else empty.
+    pub features: Vec<FeatureSurprise>,
+    pub detector_version: Arc<str>,
+}

@@ -1,0 +1,461 @@
+//! Event builders and the property harness every detector passes (feature `testing`).
+//!
+//! [`proptest_detector`] runs an engine with one detector enabled over generated event streams
+//! and checks the properties the design is judged by:
+//!
+//! - (a) the same input gives identical alerts (ids, order, content);
+//! - (b) any arrival order within the allowed lateness gives the same alerts;
+//! - (c) snapshot at any point, restore, continue: identical alerts to the uninterrupted run;
+//! - (d) once the idle horizon has passed, no card is tracked;
+//! - (e) the tracked-card ceiling is never exceeded, and what it pushes out is counted.
+//!
+//! It also checks that the generated streams make the detector fire in some cases, so that the
+//! properties are not vacuous.
+
+#![allow(clippy::panic)] // test support: a failed property is a panic
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use std::cell::Cell;
+
+use crate::config::EngineConfig;
+use crate::engine::{Admission, Engine, Output};
+use crate::model::{
+    AmountMinor, CardId, Channel, DeclineReason, DetectorName, EventId, EventTime, GeoPoint,
+    MerchantKind, Outcome, Transaction,
+};
+use crate::Alert;
+
+/// Builder for a test swipe: card `card-1`, ¥50.00 approved by chip at merchant `m1`.
+#[derive(Clone, Debug)]
+pub struct TxBuilder(Transaction);
+
+/// A swipe with event id `id` at `ts_ms` milliseconds after the epoch.
+pub fn tx(id: &str, ts_ms: i64) -> TxBuilder {
+    TxBuilder(Transaction {
+        event_id: EventId::new(id),
+        ts: EventTime(ts_ms),
+        card_id: CardId::new("card-1"),
+        account_id: None,
+        amount: AmountMinor(5000),
+        currency: None,
+        merchant_id: "m1".into(),
+        merchant_kind: None,
+        mcc: None,
+        terminal_id: None,
+        region: None,
+        geo: None,
+        channel: Some(Channel::Chip),
+        outcome: Outcome::Approved,
+        decline_reason: None,
+        label: None,
+    })
+}
+
+impl TxBuilder {
+    pub fn card(mut self, card: &str) -> Self {
+        self.0.card_id = CardId::new(card);
+        self
+    }
+    pub fn amount(mut self, fen: u64) -> Self {
+        self.0.amount = AmountMinor(fen);
+        self
+    }
+    pub fn declined(mut self, reason: DeclineReason) -> Self {
+        self.0.outcome = Outcome::Declined;
+        self.0.decline_reason = Some(reason);
+        self
+    }
+    pub fn bad_pin(self) -> Self {
+        self.declined(DeclineReason::BadPin)
+    }
+    pub fn terminal(mut self, t: &str) -> Self {
+        self.0.terminal_id = Some(t.into());
+        self
+    }
+    pub fn merchant(mut self, m: &str) -> Self {
+        self.0.merchant_id = m.into();
+        self
+    }
+    pub fn kind(mut self, k: MerchantKind) -> Self {
+        self.0.merchant_kind = Some(k);
+        self
+    }
+    pub fn region(mut self, r: &str) -> Self {
+        self.0.region = Some(r.into());
+        self
+    }
+    pub fn geo(mut self, lat: f64, lon: f64) -> Self {
+        self.0.geo = Some(GeoPoint { lat, lon });
+        self
+    }
+    pub fn channel(mut self, c: Channel) -> Self {
+        self.0.channel = Some(c);
+        self
+    }
+    pub fn label(mut self, l: &str) -> Self {
+        self.0.label = Some(l.into());
+        self
+    }
+    pub fn build(self) -> Transaction {
+        self.0
+    }
+}
+
+impl From<TxBuilder> for Transaction {
+    fn from(b: TxBuilder) -> Transaction {
+        b.0
+    }
+}
+
+/// Default engine configuration with only `detector` enabled.
+pub fn config_for(detector: DetectorName) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    cfg.detectors = cfg.detectors.only(&[detector]);
+    cfg
+}
+
+/// Runs in-order `events` through an engine with only `detector` enabled; returns its alerts.
+pub fn run(detector: DetectorName, events: Vec<TxBuilder>) -> Vec<Alert> {
+    run_config(
+        config_for(detector),
+        events.into_iter().map(TxBuilder::build),
+    )
+    .0
+}
+
+/// Admits every event, drains, and returns the alerts, the counts and the engine.
+pub fn run_config(
+    cfg: EngineConfig,
+    events: impl IntoIterator<Item = Transaction>,
+) -> (Vec<Alert>, Output, Engine) {
+    let mut engine = match Engine::new(cfg) {
+        Ok(e) => e,
+        Err(e) => panic!("test configuration is invalid: {e}"),
+    };
+    let mut out = Output::default();
+    for e in events {
+        engine.admit(e, &mut out);
+    }
+    engine.drain(&mut out);
+    (std::mem::take(&mut out.alerts), out, engine)
+}
+
+/// Knobs of the generated streams, chosen per detector so that each one fires often enough.
+#[derive(Clone, Copy, Debug)]
+struct Mix {
+    cards: usize,
+    len: usize,
+    /// Largest gap between consecutive swipes, ms.
+    max_gap: i64,
+    /// Chance of a long quiet spell (hours to days) before a swipe.
+    long_gap: f64,
+    bad_pin: f64,
+    geo: f64,
+    /// Chance that a swipe follows its card's habit (kind, region, amount) rather than chance.
+    habit: f64,
+}
+
+fn mix(detector: DetectorName) -> Mix {
+    let base = Mix {
+        cards: 3,
+        len: 120,
+        max_gap: 60_000,
+        long_gap: 0.02,
+        bad_pin: 0.1,
+        geo: 0.3,
+        habit: 0.0,
+    };
+    match detector {
+        DetectorName::FailedPin | DetectorName::PinSuccessAfterFailures => Mix {
+            bad_pin: 0.45,
+            max_gap: 240_000,
+            ..base
+        },
+        DetectorName::RapidFire => Mix {
+            max_gap: 30_000,
+            ..base
+        },
+        DetectorName::ImpossibleTravel => Mix {
+            geo: 0.8,
+            max_gap: 1_800_000,
+            ..base
+        },
+        DetectorName::OffPattern => Mix {
+            cards: 2,
+            len: 200,
+            max_gap: 3 * 86_400_000,
+            long_gap: 0.0,
+            habit: 0.95,
+            ..base
+        },
+    }
+}
+
+const CITIES: [(f64, f64, &str); 4] = [
+    (39.9042, 116.4074, "110101"),
+    (31.2304, 121.4737, "310101"),
+    (31.3000, 121.5000, "310115"),
+    (23.1291, 113.2644, "440104"),
+];
+
+/// Generated events in event-time order (ids sort with it), each with an arrival jitter in
+/// `[0, lateness)` that defines an admissible out-of-order arrival.
+fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)>> {
+    let one = (
+        (
+            0..m.cards,
+            0..m.max_gap,
+            prop::bool::weighted(m.long_gap),
+            0..(5 * 86_400_000i64),
+        ),
+        (
+            prop::bool::weighted(m.bad_pin),
+            prop::bool::weighted(0.05),
+            prop::bool::weighted(m.geo),
+            0..CITIES.len(),
+            prop::bool::weighted(0.1),
+        ),
+        (
+            (4.0f64..13.0).prop_map(|l| l.exp() as u64),
+            0..4usize,
+            0..lateness.max(1),
+            prop::bool::weighted(m.habit),
+        ),
+    );
+    prop::collection::vec(one, 1..m.len).prop_map(move |rows| {
+        let mut ts = 1_700_000_000_000i64;
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let (
+                    (card, gap, long, long_ms),
+                    (bad_pin, other_decline, geo, city, online),
+                    (amount, kind, jitter, habit),
+                ) = row;
+                ts += gap + if long { long_ms } else { 0 };
+                // A habitual swipe: the card's own kind and city, about ¥50.
+                let (city, kind, amount) = if habit {
+                    (card % CITIES.len(), card % 4, 5_000 + amount % 1_000)
+                } else {
+                    (city, kind, amount)
+                };
+                let (lat, lon, region) = CITIES[city];
+                let mut b = tx(&format!("e{i:06}"), ts)
+                    .card(&format!("card-{card}"))
+                    .amount(amount)
+                    .merchant(&format!("m{}", city * 4 + kind))
+                    .kind(MerchantKind::ALL[kind])
+                    .region(region);
+                if bad_pin {
+                    b = b.bad_pin();
+                } else if other_decline {
+                    b = b.declined(DeclineReason::InsufficientFunds);
+                }
+                if geo {
+                    b = b.geo(lat, lon);
+                }
+                if online {
+                    b = b.channel(Channel::Online);
+                }
+                (b.build(), jitter)
+            })
+            .collect()
+    })
+}
+
+fn engine(cfg: &EngineConfig) -> Engine {
+    match Engine::new(cfg.clone()) {
+        Ok(e) => e,
+        Err(e) => panic!("harness configuration is invalid: {e}"),
+    }
+}
+
+/// Admits `events` in arrival order (event time plus jitter), checking none is late.
+fn feed(
+    engine: &mut Engine,
+    events: &[(Transaction, i64)],
+    out: &mut Output,
+) -> Result<(), TestCaseError> {
+    for (e, _) in events {
+        let admitted = engine.admit(e.clone(), out);
+        prop_assert_eq!(
+            admitted,
+            Admission::Accepted,
+            "event {} arrived within the lateness",
+            e.event_id
+        );
+    }
+    Ok(())
+}
+
+fn by_arrival(events: &[(Transaction, i64)]) -> Vec<(Transaction, i64)> {
+    let mut arrival: Vec<_> = events.to_vec();
+    arrival.sort_by_key(|(e, jitter)| e.ts.0 + jitter);
+    arrival
+}
+
+/// The property harness of the module doc, for one detector.
+pub fn proptest_detector(detector: DetectorName) {
+    check_properties(config_for(detector), mix(detector), detector.as_str());
+}
+
+/// The same harness with every detector enabled: the engine's fan-out is part of what is proven.
+pub fn proptest_all_detectors() {
+    let m = Mix {
+        cards: 3,
+        len: 200,
+        max_gap: 3_600_000,
+        long_gap: 0.01,
+        bad_pin: 0.3,
+        geo: 0.6,
+        habit: 0.8,
+    };
+    check_properties(EngineConfig::default(), m, "all detectors");
+}
+
+fn check_properties(cfg: EngineConfig, m: Mix, detector: &str) {
+    let lateness = cfg.allowed_lateness.as_millis() as i64;
+    let fired = Cell::new(0u32);
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(
+        &(stream(m, lateness), 0..1000usize, 1..4usize),
+        |(events, cut, ceiling)| {
+            // (a) same input, same alerts.
+            let in_order = || events.iter().map(|(e, _)| e.clone());
+            let (reference, ref_out, ref_engine) = run_config(cfg.clone(), in_order());
+            let (again, _, _) = run_config(cfg.clone(), in_order());
+            prop_assert_eq!(&reference, &again);
+            prop_assert_eq!(ref_out.counts.late + ref_out.counts.duplicates, 0);
+            if !reference.is_empty() {
+                fired.set(fired.get() + 1);
+            }
+
+            // (b) arrival order within the lateness changes nothing.
+            let arrival = by_arrival(&events);
+            let mut e = engine(&cfg);
+            let mut out = Output::default();
+            feed(&mut e, &arrival, &mut out)?;
+            e.drain(&mut out);
+            prop_assert_eq!(&reference, &out.alerts);
+
+            // (c) snapshot after any prefix, restore, continue.
+            let cut = cut % (arrival.len() + 1);
+            let mut first = engine(&cfg);
+            let mut out = Output::default();
+            feed(&mut first, &arrival[..cut], &mut out)?;
+            let bytes = first.snapshot(cut as u64);
+            drop(first);
+            let restored = Engine::restore(cfg.clone(), &bytes)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(restored.position, cut as u64);
+            let mut second = restored.engine;
+            feed(&mut second, &arrival[cut..], &mut out)?;
+            second.drain(&mut out);
+            prop_assert_eq!(&reference, &out.alerts);
+
+            // (d) past the horizon nothing is tracked.
+            let mut idle = ref_engine;
+            let last = events.last().map_or(0, |(e, _)| e.ts.0);
+            let mut out = Output::default();
+            idle.advance_watermark(EventTime(last + 200 * 86_400_000), &mut out);
+            prop_assert_eq!(idle.state_size().tracked_cards, 0);
+            prop_assert!(out.counts.evicted_idle > 0);
+
+            // (e) the ceiling holds after every event and its evictions are counted.
+            let mut small_cfg = cfg.clone();
+            small_cfg.max_tracked_cards = ceiling;
+            let mut small = engine(&small_cfg);
+            let mut out = Output::default();
+            let mut seen = std::collections::BTreeSet::new();
+            for (e, _) in &events {
+                seen.insert(e.card_id.clone());
+                small.admit(e.clone(), &mut out);
+                prop_assert!(small.state_size().tracked_cards <= ceiling);
+            }
+            small.drain(&mut out);
+            prop_assert!(small.state_size().tracked_cards <= ceiling);
+            if seen.len() > ceiling {
+                prop_assert!(out.counts.evicted_capacity + out.counts.evicted_idle > 0);
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{detector} fails the property harness: {e}");
+    }
+    assert!(
+        fired.get() > 0,
+        "{detector} never fired on generated streams: the harness proves nothing"
+    );
+}
+
+/// SplitMix64: a tiny, seedable generator for synthetic streams (tests and benches only).
+#[derive(Clone, Debug)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// A benchmark-shaped stream: `events` swipes over `cards` cards with a skew (the busiest 1 % of
+/// cards make about 10 % of the swipes), 2 % wrong PINs, coordinates for card-present swipes,
+/// about 5 swipes per second of event time, and arrival up to `jitter_ms` earlier than event
+/// order (keep it under the allowed lateness, or the excess is late).
+pub fn synthetic_stream(
+    events: usize,
+    cards: usize,
+    jitter_ms: u64,
+    seed: u64,
+) -> Vec<Transaction> {
+    let mut rng = SplitMix::new(seed);
+    let mut ts = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    let mut out = Vec::with_capacity(events);
+    for i in 0..events {
+        ts += rng.below(400) as i64;
+        let card = ((rng.unit().powi(2)) * cards as f64) as usize;
+        let (lat, lon, region) = CITIES[card % CITIES.len()];
+        let kind = MerchantKind::ALL[(card + (rng.below(10) == 0) as usize) % 4];
+        let amount = 2_000 + (rng.unit() * rng.unit() * 30_000.0) as u64;
+        let mut b = tx(&format!("evt-{i:09}"), ts - rng.below(jitter_ms + 1) as i64)
+            .card(&format!("card-{card:08}"))
+            .amount(amount)
+            .merchant(&format!(
+                "m-{:05}",
+                (card * 7 + rng.below(3) as usize) % 50_000
+            ))
+            .kind(kind)
+            .region(region)
+            .geo(lat + rng.unit() * 0.1, lon + rng.unit() * 0.1);
+        if rng.below(50) == 0 {
+            b = b.bad_pin();
+        } else if rng.below(40) == 0 {
+            b = b.declined(DeclineReason::InsufficientFunds);
+        }
+        out.push(b.build());
+    }
+    out
+}

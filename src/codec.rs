@@ -1,0 +1,350 @@
+//! The JSON codec: event bytes in (DESIGN §2), alert lines out (DESIGN §4).
+//!
+//! Decoding never fails with an error of its own: it yields a validated [`Transaction`] or a
+//! [`Rejected`] carrying one of the core's [`RejectReason`]s and a short detail naming the field.
+//! Unknown fields are ignored. Ids and codes that arrive as JSON integers (a numeric region code,
+//! say) are taken as their decimal text; money must be an integer number of fen.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use swipeguard_detectors::{
+    AmountMinor, CardId, Channel, DeclineReason, EventId, EventTime, GeoPoint, MerchantKind,
+    Outcome, RejectReason, Transaction,
+};
+
+/// Bounds applied while decoding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeLimits {
+    /// Largest accepted message, bytes.
+    pub max_bytes: usize,
+    /// Largest accepted `amount_minor`.
+    pub max_amount_minor: u64,
+    /// Earliest and latest accepted event time.
+    pub min_ts: EventTime,
+    pub max_ts: EventTime,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_bytes: 64 * 1024,
+            // ¥100 million: no single swipe at a clinic comes near.
+            max_amount_minor: 10_000_000_000,
+            // 2000-01-01T00:00:00Z ..= 2099-12-31T23:59:59.999Z
+            min_ts: EventTime(946_684_800_000),
+            max_ts: EventTime(4_102_444_799_999),
+        }
+    }
+}
+
+/// An event that could not be decoded: the reason, and which field when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub reason: RejectReason,
+    pub detail: Cow<'static, str>,
+}
+
+impl Rejected {
+    pub fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
+        Rejected {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// Any JSON value, kept only as far as validation needs it.
+#[derive(Debug)]
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool,
+    Nested,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Scalar<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::UInt(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The event as it arrives; null counts as absent.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    event_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    ts: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    card_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    account_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    amount_minor: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    currency: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    merchant_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    merchant_kind: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    mcc: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    terminal_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    region: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    lat: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    lon: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    channel: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    outcome: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    decline_reason: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    label: Option<Scalar<'a>>,
+}
+
+fn missing(field: &'static str) -> Rejected {
+    Rejected::new(RejectReason::MissingField, field)
+}
+
+fn wrong_type(field: &'static str) -> Rejected {
+    Rejected::new(RejectReason::WrongType, field)
+}
+
+/// An id or code: a string, or an integer taken as its decimal text. Empty counts as absent.
+fn text<'a>(field: &'static str, v: Option<Scalar<'a>>) -> Result<Option<Cow<'a, str>>, Rejected> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Str(s)) if s.is_empty() => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s)),
+        Some(Scalar::Int(i)) => Ok(Some(Cow::Owned(i.to_string()))),
+        Some(Scalar::UInt(u)) => Ok(Some(Cow::Owned(u.to_string()))),
+        Some(_) => Err(wrong_type(field)),
+    }
+}
+
+fn required<'a>(field: &'static str, v: Option<Scalar<'a>>) -> Result<Cow<'a, str>, Rejected> {
+    text(field, v)?.ok_or_else(|| missing(field))
+}
+
+fn boxed(v: Option<Cow<'_, str>>) -> Option<Box<str>> {
+    v.map(|s| s.into())
+}
+
+/// A word from a fixed vocabulary: strings only.
+fn word<'a>(field: &'static str, v: Option<Scalar<'a>>) -> Result<Option<Cow<'a, str>>, Rejected> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Str(s)) if s.is_empty() => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong_type(field)),
+    }
+}
+
+fn number(field: &'static str, v: Option<Scalar<'_>>) -> Result<Option<f64>, Rejected> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Float(f)) => Ok(Some(f)),
+        Some(Scalar::Int(i)) => Ok(Some(i as f64)),
+        Some(Scalar::UInt(u)) => Ok(Some(u as f64)),
+        Some(_) => Err(wrong_type(field)),
+    }
+}
+
+/// RFC 3339 text to event time.
+pub fn parse_rfc3339(s: &str) -> Option<EventTime> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| EventTime(t.timestamp_millis()))
+}
+
+/// Event time as RFC 3339 UTC with milliseconds: `2026-11-23T04:52:00.000Z`.
+pub fn format_ts(t: EventTime) -> String {
+    DateTime::from_timestamp_millis(t.0)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| t.0.to_string())
+}
+
+fn timestamp(v: Option<Scalar<'_>>, limits: &DecodeLimits) -> Result<EventTime, Rejected> {
+    let ts = match v {
+        None => return Err(missing("ts")),
+        Some(Scalar::Str(s)) => {
+            parse_rfc3339(&s).ok_or_else(|| Rejected::new(RejectReason::BadTimestamp, "ts"))?
+        }
+        Some(Scalar::Int(i)) => EventTime(i),
+        Some(Scalar::UInt(u)) => EventTime(i64::try_from(u).unwrap_or(i64::MAX)),
+        Some(_) => return Err(Rejected::new(RejectReason::BadTimestamp, "ts")),
+    };
+    if ts < limits.min_ts || ts > limits.max_ts {
+        return Err(Rejected::new(RejectReason::TimestampOutOfRange, "ts"));
+    }
+    Ok(ts)
+}
+
+fn amount(v: Option<Scalar<'_>>, limits: &DecodeLimits) -> Result<AmountMinor, Rejected> {
+    let fen = match v {
+        None => return Err(missing("amount_minor")),
+        Some(Scalar::UInt(u)) => u,
+        Some(Scalar::Int(i)) if i < 0 => {
+            return Err(Rejected::new(RejectReason::NegativeAmount, "amount_minor"))
+        }
+        Some(Scalar::Int(i)) => i.unsigned_abs(),
+        Some(Scalar::Float(f)) if f < 0.0 => {
+            return Err(Rejected::new(RejectReason::NegativeAmount, "amount_minor"))
+        }
+        Some(_) => return Err(wrong_type("amount_minor")),
+    };
+    if fen > limits.max_amount_minor {
+        return Err(Rejected::new(RejectReason::AbsurdAmount, "amount_minor"));
+    }
+    Ok(AmountMinor(fen))
+}
+
+/// How deeply the JSON text nests arrays and objects (strings skipped). Error path only.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Nesting past this is refused as `too_deep` (serde_json itself stops at 128).
+const MAX_DEPTH: usize = 64;
+
+fn classify(bytes: &[u8], err: &serde_json::Error) -> Rejected {
+    if std::str::from_utf8(bytes).is_err() {
+        return Rejected::new(RejectReason::NotUtf8, "message");
+    }
+    if nesting_depth(bytes) > MAX_DEPTH {
+        return Rejected::new(RejectReason::TooDeep, "message");
+    }
+    if err.is_syntax() || err.is_eof() {
+        return Rejected::new(RejectReason::NotJson, "message");
+    }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Rejected::new(RejectReason::NotObject, "message");
+    }
+    Rejected::new(RejectReason::WrongType, "message")
+}
+
+/// Decodes and validates one event.
+pub fn decode_event(bytes: &[u8], limits: &DecodeLimits) -> Result<Transaction, Rejected> {
+    if bytes.len() > limits.max_bytes {
+        return Err(Rejected::new(RejectReason::Oversized, "message"));
+    }
+    let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| classify(bytes, &e))?;
+    validate(raw, limits)
+}
+
+fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rejected> {
+    let event_id = required("event_id", raw.event_id)?;
+    let ts = timestamp(raw.ts, limits)?;
+    let card_id = required("card_id", raw.card_id)?;
+    let amount = amount(raw.amount_minor, limits)?;
+    let merchant_id = required("merchant_id", raw.merchant_id)?;
+    let outcome = word("outcome", raw.outcome)?.ok_or_else(|| missing("outcome"))?;
+    let outcome =
+        Outcome::parse(&outcome).ok_or_else(|| Rejected::new(RejectReason::BadValue, "outcome"))?;
+    let geo = match (number("lat", raw.lat)?, number("lon", raw.lon)?) {
+        (Some(lat), Some(lon)) => {
+            if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                return Err(Rejected::new(RejectReason::BadValue, "lat/lon"));
+            }
+            Some(GeoPoint { lat, lon })
+        }
+        _ => None,
+    };
+    Ok(Transaction {
+        event_id: EventId::new(&event_id),
+        ts,
+        card_id: CardId::new(card_id),
+        account_id: boxed(text("account_id", raw.account_id)?),
+        amount,
+        currency: boxed(word("currency", raw.currency)?),
+        merchant_id: merchant_id.into(),
+        merchant_kind: word("merchant_kind", raw.merchant_kind)?.map(|k| MerchantKind::parse(&k)),
+        mcc: boxed(text("mcc", raw.mcc)?),
+        terminal_id: boxed(text("terminal_id", raw.terminal_id)?),
+        region: boxed(text("region", raw.region)?),
+        geo,
+        channel: word("channel", raw.channel)?.map(|c| Channel::parse(&c)),
+        outcome,
+        decline_reason: word("decline_reason", raw.decline_reason)?
+            .map(|r| DeclineReason::parse(&r)),
+        label: boxed(text("label", raw.label)?),
+    })
+}
+
+#[cfg(test)]
+mod tests;
