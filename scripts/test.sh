@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (README, first lines; .ci/run calls exactly this).
-# Checks formatting and lints, then runs every test of the workspace.
+# Installs what the tests need (scripts/ensure-deps.sh), checks formatting and lints, then runs
+# every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/ensure-deps.sh
 
 echo "== format"
 cargo fmt --all -- --check

@@ -1,7 +1,11 @@
-//! swipeguard, the shell around the pure detection core (`swipeguard-detectors`): decoding,
-//! encoding, and the commands that move events in and alerts out.
+//! swipeguard, the shell around the pure detection core (`swipeguard-detectors`): decoding and
+//! encoding, configuration, the command line, replay and simulation.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod encode;
+pub mod replay;
+pub mod simulate;

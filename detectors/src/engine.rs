@@ -245,6 +245,18 @@ impl Engine {
         self.watermark.newest()
     }
 
+    /// Whether [`Engine::admit`] would refuse `tx` as late or duplicate (without admitting it).
+    pub fn would_refuse(&self, tx: &Transaction) -> bool {
+        let key = (tx.ts, &tx.event_id);
+        let not_after_last = self
+            .last_released
+            .as_ref()
+            .is_some_and(|(ts, id)| key <= (*ts, id));
+        not_after_last
+            || self.watermark.is_late(tx.ts)
+            || self.pending.contains(tx.ts, &tx.event_id)
+    }
+
     /// Offers one event. Accepted events are buffered and released (possibly this one and
     /// others) when the watermark passes them; their alerts land in `out`.
     pub fn admit(&mut self, tx: Transaction, out: &mut Output) -> Admission {

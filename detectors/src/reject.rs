@@ -13,8 +13,10 @@ pub enum RejectReason {
     Oversized,
     /// Bytes that are not UTF-8.
     NotUtf8,
-    /// Not parseable as JSON (or CSV row not parseable).
+    /// Not parseable as JSON.
     NotJson,
+    /// A CSV row the CSV reader cannot split (unbalanced quotes and the like).
+    MalformedRow,
     /// JSON nested deeper than the decoder allows.
     TooDeep,
     /// Valid JSON, but not an object.
@@ -40,10 +42,11 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::Oversized,
         RejectReason::NotUtf8,
         RejectReason::NotJson,
+        RejectReason::MalformedRow,
         RejectReason::TooDeep,
         RejectReason::NotObject,
         RejectReason::MissingField,
@@ -62,6 +65,7 @@ impl RejectReason {
             RejectReason::Oversized => "oversized",
             RejectReason::NotUtf8 => "not_utf8",
             RejectReason::NotJson => "not_json",
+            RejectReason::MalformedRow => "malformed_row",
             RejectReason::TooDeep => "too_deep",
             RejectReason::NotObject => "not_object",
             RejectReason::MissingField => "missing_field",

@@ -1,10 +1,12 @@
 //! A card's own spending profile, decaying in event time, for `off_pattern`.
 //!
 //! Every folded swipe has weight 1 that halves every `half_life` of event time. The profile keeps
-//! the decayed total weight, the weighted mean and spread of log-amount, and the share of weight
-//! per merchant kind, per local hour of day and per home region (the few most frequent regions,
-//! by stable hash), plus the share of swipes that arrived in a region outside the home set at
-//! the time ("novelty": a card that wanders a lot is not surprised by a new region).
+//! the decayed total weight; per merchant kind the weighted mean and spread of log-amount (a
+//! pharmacy habit and a hospital habit are different habits); and the share of weight per
+//! merchant kind, per local hour of day and per home region (the few most frequent regions, by
+//! stable hash), plus the share of swipes that arrived in a region outside the home set at the
+//! time ("novelty": a card that wanders a lot is not surprised by a new region). A swipe without
+//! a merchant kind counts as `other`.
 //!
 //! Shares are stored as 16-bit fixed-point fractions of the total weight: 24 hours cost 48 bytes
 //! instead of 96, and the 1/65535 resolution is far below what the scoring priors resolve.
@@ -26,10 +28,10 @@ pub struct Profile {
     pub last: EventTime,
     /// Decayed total weight.
     pub weight: f32,
-    /// Weighted mean of ln(1 + amount in yuan).
-    pub mean: f32,
-    /// Weighted sum of squared deviations of ln(1 + amount in yuan).
-    pub m2: f32,
+    /// Per merchant kind: weighted mean of ln(1 + amount in yuan).
+    pub amount_mean: [f32; KINDS],
+    /// Per merchant kind: weighted sum of squared deviations of ln(1 + amount in yuan).
+    pub amount_m2: [f32; KINDS],
     pub kinds: [u16; KINDS],
     pub hours: [u16; HOURS],
     /// (stable region hash, share); hash 0 with share 0 is an empty slot.
@@ -42,7 +44,8 @@ pub struct Profile {
 pub struct Observation {
     pub ts: EventTime,
     pub log_amount: f64,
-    pub kind: Option<MerchantKind>,
+    /// `Other` when the swipe names no kind.
+    pub kind: MerchantKind,
     pub hour: usize,
     pub region: Option<u32>,
 }
@@ -75,12 +78,21 @@ impl Profile {
         f64::from(self.weight) * decay(now.since(self.last), half_life)
     }
 
-    pub fn amount_variance(&self) -> f64 {
-        if self.weight > 0.0 {
-            f64::from(self.m2) / f64::from(self.weight)
+    /// Decayed weight, mean and sum of squared deviations of log-amount at `kind`, as of the
+    /// weight `total` (the profile's weight decayed to now).
+    pub fn amount_stats(&self, kind: MerchantKind, total: f64) -> (f64, f64, f64) {
+        let k = kind.index();
+        let w = share(self.kinds[k]) * total;
+        let decayed = if self.weight > 0.0 {
+            total / f64::from(self.weight)
         } else {
             0.0
-        }
+        };
+        (
+            w,
+            f64::from(self.amount_mean[k]),
+            f64::from(self.amount_m2[k]) * decayed,
+        )
     }
 
     pub fn kind_shares(&self) -> [f64; KINDS] {
@@ -106,18 +118,23 @@ impl Profile {
         let total = old + 1.0;
         let (keep, add) = (old / total, 1.0 / total);
 
-        // Weighted incremental mean and spread (West, 1979), with prior weight decayed by d.
+        // Weighted incremental mean and spread of the swipe's kind (West, 1979); every kind's
+        // spread decays with its weight.
+        let k = obs.kind.index();
+        let kind_old = share(self.kinds[k]) * old;
         let x = obs.log_amount;
-        let mean = f64::from(self.mean);
+        let mean = f64::from(self.amount_mean[k]);
         let delta = x - mean;
-        let new_mean = mean + delta * add;
-        self.m2 = (f64::from(self.m2) * d + delta * (x - new_mean)) as f32;
-        self.mean = new_mean as f32;
+        let new_mean = mean + delta / (kind_old + 1.0);
+        for (i, m2) in self.amount_m2.iter_mut().enumerate() {
+            let fresh = if i == k { delta * (x - new_mean) } else { 0.0 };
+            *m2 = (f64::from(*m2) * d + fresh) as f32;
+        }
+        self.amount_mean[k] = new_mean as f32;
         self.weight = total as f32;
 
-        for (i, k) in self.kinds.iter_mut().enumerate() {
-            let hit = obs.kind.is_some_and(|kind| kind.index() == i);
-            *k = rescale(*k, keep, if hit { add } else { 0.0 });
+        for (i, s) in self.kinds.iter_mut().enumerate() {
+            *s = rescale(*s, keep, if i == k { add } else { 0.0 });
         }
         for (h, v) in self.hours.iter_mut().enumerate() {
             *v = rescale(*v, keep, if h == obs.hour { add } else { 0.0 });
@@ -158,7 +175,7 @@ mod tests {
         Observation {
             ts: EventTime(ts),
             log_amount: (1.0 + yuan).ln(),
-            kind: Some(MerchantKind::Pharmacy),
+            kind: MerchantKind::Pharmacy,
             hour,
             region: Some(region),
         }
@@ -185,8 +202,10 @@ mod tests {
         assert_eq!(p.regions[0].0, 7);
         assert!((f64::from(p.regions[0].1) / 65535.0 - 1.0).abs() < 1e-3);
         assert_eq!(p.novelty_share(), 0.0);
-        assert!((f64::from(p.mean) - 51f64.ln()).abs() < 1e-4);
-        assert!(p.amount_variance() < 1e-6);
+        let (w, mean, m2) = p.amount_stats(MerchantKind::Pharmacy, f64::from(p.weight));
+        assert!((w - f64::from(p.weight)).abs() < 1e-2);
+        assert!((mean - 51f64.ln()).abs() < 1e-4);
+        assert!(m2 < 1e-6);
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use super::config::parse_utc_offset;
 use super::*;
 use crate::model::DeclineReason;
 use crate::testing::{proptest_detector, run, tx, TxBuilder};

@@ -1,0 +1,218 @@
+use super::*;
+use crate::replay::mapping::MappingFile;
+
+fn mapper(toml: &str, header: &[&str]) -> Mapper {
+    let m = MappingFile::parse(toml, "test").unwrap();
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    Mapper::compile(&m, &header, "f.csv", DecodeLimits::default()).unwrap()
+}
+
+#[test]
+fn exact_decimals_round_half_away_from_zero() {
+    assert_eq!(scaled_decimal("410.45000000000005", 2), Some(41045));
+    assert_eq!(scaled_decimal("0.285", 2), Some(29));
+    assert_eq!(scaled_decimal("-12.3", 2), Some(-1230));
+    assert_eq!(scaled_decimal("¥1,234.50", 2), Some(123450));
+    assert_eq!(scaled_decimal("4.1045e2", 2), Some(41045));
+    assert_eq!(scaled_decimal("5800", 0), Some(5800));
+    assert_eq!(scaled_decimal("1767583300.5", 3), Some(1_767_583_300_500));
+    assert_eq!(scaled_decimal("ten", 2), None);
+    assert_eq!(scaled_decimal("", 2), None);
+    assert_eq!(scaled_decimal("1.2.3", 2), None);
+}
+
+#[test]
+fn zones() {
+    assert_eq!(parse_zone("+08:00"), FixedOffset::east_opt(8 * 3600));
+    assert_eq!(parse_zone("Asia/Shanghai"), FixedOffset::east_opt(8 * 3600));
+    assert_eq!(parse_zone("UTC"), FixedOffset::east_opt(0));
+    assert_eq!(parse_zone("Mars/Olympus"), None);
+}
+
+#[test]
+fn a_csv_with_the_design_names_needs_no_mapping() {
+    let m = mapper(
+        "",
+        &[
+            "event_id",
+            "ts",
+            "card_id",
+            "amount_minor",
+            "merchant_id",
+            "outcome",
+            "region",
+        ],
+    );
+    let tx = m
+        .convert(
+            &[
+                "e1",
+                "2026-01-05T14:03:00+08:00",
+                "c1",
+                "4100",
+                "m1",
+                "approved",
+                "310104",
+            ],
+            2,
+        )
+        .unwrap();
+    assert_eq!(tx.amount, AmountMinor(4100));
+    assert_eq!(tx.region.as_deref(), Some("310104"));
+    assert_eq!(Some(tx.ts), parse_rfc3339("2026-01-05T14:03:00+08:00"));
+}
+
+#[test]
+fn constants_maps_splits_rows_and_labels() {
+    let m = mapper(
+        r#"
+[fields]
+event_id = { row_number = true }
+ts = { column = "t", format = "epoch_ms" }
+card_id = { column = "card" }
+amount_minor = { column = "yuan", decimals = 2 }
+merchant_id = { constant = "m-1" }
+outcome = { constant = "declined" }
+decline_reason = { column = "why", split = ";", map = { "Bad PIN" = "bad_pin" } }
+channel = { column = "mode", split = "/", map = { "CP" = "chip" } }
+label = { column = "flag", map = { "1" = "fraud", "0" = "legit" } }
+"#,
+        &["t", "card", "yuan", "why", "mode", "flag"],
+    );
+    let tx = m
+        .convert(
+            &[
+                "1767580200000",
+                "c9",
+                "410.45000000000005",
+                "Retry;Bad PIN",
+                "PIN/CP",
+                "1",
+            ],
+            7,
+        )
+        .unwrap();
+    assert_eq!(tx.event_id.as_str(), "f.csv#7");
+    assert_eq!(tx.amount, AmountMinor(41045));
+    assert!(tx.is_bad_pin());
+    assert_eq!(tx.channel, Some(Channel::Chip));
+    assert_eq!(tx.label.as_deref(), Some("fraud"));
+    assert_eq!(tx.ts, EventTime(1_767_580_200_000));
+}
+
+#[test]
+fn times_from_patterns_zones_and_several_columns() {
+    let m = mapper(
+        r#"
+[source]
+timezone = "+08:00"
+[fields]
+ts = { columns = ["y", "m", "d", "hm"], join = " ", format = "%Y %m %d %H:%M" }
+event_id = { constant = "e" }
+card_id = { constant = "c" }
+amount_minor = { constant = "1" }
+merchant_id = { constant = "m" }
+outcome = { constant = "approved" }
+"#,
+        &["y", "m", "d", "hm"],
+    );
+    let tx = m.convert(&["2026", "1", "5", "09:30"], 1).unwrap();
+    assert_eq!(tx.ts, parse_rfc3339("2026-01-05T09:30:00+08:00").unwrap());
+    let epoch_s = mapper(
+        "[fields]\nts = { column = \"s\", format = \"epoch_s\" }\nevent_id = { constant = \"e\" }\ncard_id = { constant = \"c\" }\namount_minor = { constant = \"1\" }\nmerchant_id = { constant = \"m\" }\noutcome = { constant = \"approved\" }\n",
+        &["s"],
+    );
+    assert_eq!(
+        epoch_s.convert(&["1767580200"], 1).unwrap().ts,
+        EventTime(1_767_580_200_000)
+    );
+}
+
+#[test]
+fn rows_that_do_not_fit_are_rejected_with_a_reason() {
+    let m = mapper(
+        "[fields]\namount_minor = { column = \"amt\", decimals = 2, negative = { column = \"dc\", values = [\"C\"] } }\n",
+        &["event_id", "ts", "card_id", "amt", "dc", "merchant_id", "outcome"],
+    );
+    let reason = |row: &[&str]| m.convert(row, 1).unwrap_err().reason;
+    let ok = ["e", "1767580200000", "c", "1.00", "D", "m", "approved"];
+    assert!(m.convert(&ok, 1).is_ok());
+    assert_eq!(
+        reason(&["e", "1767580200000", "c", "1.00", "C", "m", "approved"]),
+        RejectReason::NegativeAmount
+    );
+    assert_eq!(
+        reason(&["e", "1767580200000", "c", "one", "D", "m", "approved"]),
+        RejectReason::WrongType
+    );
+    assert_eq!(
+        reason(&["e", "yesterday", "c", "1.00", "D", "m", "approved"]),
+        RejectReason::BadTimestamp
+    );
+    assert_eq!(
+        reason(&["e", "86400000", "c", "1.00", "D", "m", "approved"]),
+        RejectReason::TimestampOutOfRange
+    );
+    assert_eq!(
+        reason(&["", "1767580200000", "c", "1.00", "D", "m", "approved"]),
+        RejectReason::MissingField
+    );
+    assert_eq!(
+        reason(&["e", "1767580200000", "c", "1.00", "D", "m", "maybe"]),
+        RejectReason::BadValue
+    );
+    assert_eq!(
+        reason(&[
+            "e",
+            "1767580200000",
+            "c",
+            "999999999999",
+            "D",
+            "m",
+            "approved"
+        ]),
+        RejectReason::AbsurdAmount
+    );
+}
+
+#[test]
+fn unknown_columns_are_listed_against_the_header() {
+    let m = MappingFile::parse(
+        "[fields]\ncard_id = { column = \"CardNumber\" }\nts = { columns = [\"Date\", \"Tme\"] }\n",
+        "t",
+    )
+    .unwrap();
+    let header: Vec<String> = ["Card", "Date", "Time"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let err = Mapper::compile(&m, &header, "f", DecodeLimits::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "mapping refers to columns not in the header: CardNumber, Tme (the header has: Card, Date, Time)");
+}
+
+#[test]
+fn bad_mappings_are_refused_whole() {
+    for (text, expect) in [
+        (
+            "[fields]\nnot_a_field = { column = \"x\" }\n",
+            "fields.not_a_field: not an event field",
+        ),
+        (
+            "[fields]\ncard_id = { column = \"x\", constant = \"y\" }\n",
+            "exactly one of",
+        ),
+        (
+            "[fields]\ncard_id = { column = \"x\", decimals = 2 }\n",
+            "decimals applies to amount_minor only",
+        ),
+        (
+            "[fields]\ncard_id = { colum = \"x\" }\n",
+            "unknown field `colum`",
+        ),
+    ] {
+        let err = MappingFile::parse(text, "t").unwrap_err().to_string();
+        assert!(err.contains(expect), "{err}");
+    }
+}

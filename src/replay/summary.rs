@@ -1,0 +1,184 @@
+//! The end-of-replay summary an analyst reads on stderr.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use swipeguard_detectors::{Counts, DetectorName, RejectReason, Severity};
+
+use super::scoring::LabelReport;
+
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub files: Vec<String>,
+    /// Rows read (events and rejects).
+    pub rows: u64,
+    pub counts: Counts,
+    /// Rows refused before the engine, by reason.
+    pub rejects: BTreeMap<RejectReason, u64>,
+    /// Alerts by detector and severity.
+    pub alerts: BTreeMap<(DetectorName, Severity), u64>,
+    pub tracked_cards: usize,
+    pub state_bytes: usize,
+    pub wall: Duration,
+    pub labels: Option<LabelReport>,
+    /// Where rejected rows were written, if any were.
+    pub rejects_file: Option<String>,
+}
+
+impl Summary {
+    pub fn total_rejects(&self) -> u64 {
+        self.rejects.values().sum::<u64>()
+    }
+
+    pub fn total_alerts(&self) -> u64 {
+        self.alerts.values().sum()
+    }
+
+    pub fn events_per_second(&self) -> f64 {
+        self.rows as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `1234567` → `1,234,567`
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counts;
+        writeln!(
+            f,
+            "replayed {}: {} rows in {:.2} s ({} rows/s)",
+            self.files.join(", "),
+            thousands(self.rows),
+            self.wall.as_secs_f64(),
+            thousands(self.events_per_second() as u64)
+        )?;
+        writeln!(
+            f,
+            "  events detected {}  late {}  duplicate {}  invalid {}",
+            thousands(c.released),
+            thousands(c.late),
+            thousands(c.duplicates),
+            thousands(self.total_rejects() - c.late - c.duplicates)
+        )?;
+        if !self.rejects.is_empty() {
+            let mut line = String::from("  rejects by reason:");
+            for (r, n) in &self.rejects {
+                let _ = write!(line, " {r} {}", thousands(*n));
+            }
+            writeln!(f, "{line}")?;
+        }
+        writeln!(f, "  alerts {}", thousands(self.total_alerts()))?;
+        for d in DetectorName::ALL {
+            let by: Vec<String> = Severity::ALL
+                .iter()
+                .filter_map(|s| {
+                    self.alerts
+                        .get(&(d, *s))
+                        .map(|n| format!("{s} {}", thousands(*n)))
+                })
+                .collect();
+            let suppressed = c.suppressed[d.index()];
+            if !by.is_empty() || suppressed > 0 {
+                writeln!(
+                    f,
+                    "    {:<28} {:<32} suppressed {}",
+                    d.as_str(),
+                    by.join(", "),
+                    thousands(suppressed)
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "  tracked cards at end {} (about {:.1} MiB of state); evicted idle {}, at the ceiling {}",
+            thousands(self.tracked_cards as u64),
+            self.state_bytes as f64 / 1_048_576.0,
+            thousands(c.evicted_idle),
+            thousands(c.evicted_capacity)
+        )?;
+        if let Some(l) = &self.labels {
+            writeln!(
+                f,
+                "labels: {} fraud events, {} legitimate",
+                thousands(l.fraud_events),
+                thousands(l.legit_events)
+            )?;
+            writeln!(
+                f,
+                "  {:<28} {:>8} {:>10} {:>8}",
+                "detector", "alerts", "precision", "recall"
+            )?;
+            for (d, q) in &l.per_detector {
+                writeln!(
+                    f,
+                    "  {:<28} {:>8} {:>10} {:>8}",
+                    d.as_str(),
+                    thousands(q.alerts),
+                    pct(q.precision()),
+                    pct(q.recall())
+                )?;
+            }
+            let o = &l.overall;
+            writeln!(
+                f,
+                "  {:<28} {:>8} {:>10} {:>8}",
+                "all detectors",
+                thousands(o.alerts),
+                pct(o.precision()),
+                pct(o.recall())
+            )?;
+            writeln!(
+                f,
+                "  alert rate on legitimate events: {:.3} false alerts per 1,000; {:.3}% of them named in an alert",
+                l.false_alerts_per_1000_legit,
+                l.legit_events_in_alerts * 100.0
+            )?;
+            if !l.per_scenario.is_empty() {
+                writeln!(
+                    f,
+                    "  recall by scenario (share of its events named by each detector's alerts):"
+                )?;
+                for (name, n, by, any) in &l.per_scenario {
+                    let mut line = format!(
+                        "    {:<22} {:>7} events  any {:>6}",
+                        name,
+                        thousands(*n),
+                        pct(Some(*any as f64 / *n as f64))
+                    );
+                    for d in DetectorName::ALL {
+                        let k = by[d.index()];
+                        if k > 0 {
+                            let _ = write!(
+                                line,
+                                "  {} {}",
+                                d.as_str(),
+                                pct(Some(k as f64 / *n as f64))
+                            );
+                        }
+                    }
+                    writeln!(f, "{line}")?;
+                }
+            }
+        }
+        if let Some(path) = &self.rejects_file {
+            writeln!(f, "rejected rows written to {path}")?;
+        }
+        Ok(())
+    }
+}
