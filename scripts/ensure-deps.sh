@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, when it is missing:
 #   - Debian's chromium (renders the replay report in tests/report.rs)
+#   - nisshi 0.7.0-pre.2, a Kafka-protocol broker (../shared/BROKER.md says why this version and
+#     these features); built once (10-15 min on 2 cores) and cached in ~/.cargo/bin
 # Idempotent: a warm machine skips every step.
 set -euo pipefail
 
@@ -13,4 +15,10 @@ apt_install() {
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (Debian package)"
   apt_install chromium
+fi
+
+NISSHI_VERSION=0.7.0-pre.2
+if ! nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+  echo "== installing nisshi $NISSHI_VERSION (cargo install; cached in ~/.cargo/bin afterwards)"
+  cargo install "nisshi@$NISSHI_VERSION" --locked --features dynostore,libsql
 fi

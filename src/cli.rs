@@ -17,6 +17,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: consume swipes from Kafka, emit alerts, serve metrics.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, env = "SWIPEGUARD_CONFIG")]
+        config: std::path::PathBuf,
+        /// Log as JSON lines whatever `log.format` says.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Push a JSONL or (mapped) CSV log into a Kafka topic, keyed by card.
+    Produce {
+        /// The log file (JSONL lines are sent unchanged; CSV rows as §2 JSON).
+        file: std::path::PathBuf,
+        /// Topic to send to.
+        #[arg(long)]
+        topic: String,
+        /// Messages per second (default: as fast as the broker takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Mapping file for CSV exports.
+        #[arg(long)]
+        mapping: Option<std::path::PathBuf>,
+        /// Configuration file (for `kafka.brokers` and client settings).
+        #[arg(long, env = "SWIPEGUARD_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Brokers, overriding the configuration.
+        #[arg(long)]
+        brokers: Option<String>,
+    },
     /// Replay historical logs through the detection engine (no FILE: the bundled sample).
     Replay(ReplayArgs),
     /// Generate labelled synthetic swipes, with injected fraud scenarios.

@@ -343,6 +343,7 @@ fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rej
         decline_reason: word("decline_reason", raw.decline_reason)?
             .map(|r| DeclineReason::parse(&r)),
         label: boxed(text("label", raw.label)?),
+        meta: Default::default(),
     })
 }
 

@@ -105,6 +105,36 @@ impl Default for EngineSection {
     }
 }
 
+/// `[daemon]`: how `swipeguard run` behaves beside the bus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// On SIGTERM/SIGINT: time allowed to flush alerts, snapshot and commit before exiting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// On partition revocation: time allowed to flush and snapshot before letting go anyway.
+    #[serde(with = "humantime_serde")]
+    pub revoke_timeout: Duration,
+    /// Alerts and dead letters awaiting broker acknowledgement before consumption pauses.
+    pub max_in_flight: usize,
+    /// `/readyz` reports not ready while any partition lags more messages than this.
+    pub ready_max_lag: i64,
+    /// Largest piece a snapshot is cut into on the snapshot topic, bytes.
+    pub snapshot_chunk_bytes: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_grace: Duration::from_secs(20),
+            revoke_timeout: Duration::from_secs(30),
+            max_in_flight: 100_000,
+            ready_max_lag: 100_000,
+            snapshot_chunk_bytes: 512 * 1024,
+        }
+    }
+}
+
 /// `[ingest.card_hash]`: keyed hash of raw card numbers before anything else sees them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -193,6 +223,7 @@ impl Default for LogConfig {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub engine: EngineSection,
+    pub daemon: DaemonConfig,
     pub detectors: DetectorsConfig,
     pub ingest: IngestConfig,
     pub http: HttpConfig,

@@ -6,6 +6,13 @@
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod daemon;
 pub mod encode;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod produce;
 pub mod replay;
+pub mod shutdown;
 pub mod simulate;
+pub mod telemetry;

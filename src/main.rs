@@ -21,6 +21,36 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_json } => run_daemon(&config, log_json),
+        Command::Produce {
+            file,
+            topic,
+            rate,
+            mapping,
+            config,
+            brokers,
+        } => {
+            let mut config = Config::load(config.as_deref()).context("invalid configuration")?;
+            if brokers.is_some() {
+                config.kafka.brokers = brokers;
+            }
+            let opts = swipeguard::produce::ProduceOptions {
+                file,
+                topic,
+                rate,
+                mapping,
+            };
+            let stats = swipeguard::produce::produce(&config, &opts)?;
+            eprintln!(
+                "produced {} messages to {} in {:.1} s ({} acknowledged, {} rows skipped)",
+                stats.sent,
+                opts.topic,
+                stats.wall.as_secs_f64(),
+                stats.delivered,
+                stats.skipped
+            );
+            Ok(())
+        }
         Command::Replay(args) => run_replay(args),
         Command::Simulate(args) => run_simulate(args),
         Command::CheckConfig { file } => {
@@ -31,6 +61,27 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_daemon(path: &std::path::Path, log_json: bool) -> Result<()> {
+    let config = Config::load(Some(path))
+        .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+    if config.kafka.brokers.is_none() {
+        bail!("kafka.brokers: required by `swipeguard run` (set it in {} or SWIPEGUARD_KAFKA__BROKERS)", path.display());
+    }
+    swipeguard::telemetry::init(&config.log, log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let metrics = swipeguard::metrics::Metrics::new()?;
+        let health =
+            std::sync::Arc::new(swipeguard::health::Health::new(config.daemon.ready_max_lag));
+        let shutdown = swipeguard::shutdown::on_signals();
+        swipeguard::daemon::run(std::sync::Arc::new(config), metrics, health, shutdown).await?;
+        Ok(())
+    })
 }
 
 fn run_replay(args: ReplayArgs) -> Result<()> {

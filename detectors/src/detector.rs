@@ -121,6 +121,7 @@ impl Emitter<'_> {
             explanation: f.explanation,
             features: f.features,
             detector_version: self.versions.0[detector.index()].clone(),
+            trigger_meta: tx.meta,
         });
         self.counts.alerts[detector.index()] += 1;
         true

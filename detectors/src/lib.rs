@@ -33,7 +33,8 @@ pub use detector::Detector;
 pub use engine::{Admission, Counts, Engine, Output, StateSize};
 pub use model::{
     Action, Alert, AlertId, AmountMinor, CardId, Channel, DeclineReason, DetectorName, EventId,
-    EventTime, FeatureSurprise, GeoPoint, MerchantKind, Millis, Outcome, Severity, Transaction,
+    EventMeta, EventTime, FeatureSurprise, GeoPoint, MerchantKind, Millis, Outcome, Severity,
+    Transaction,
 };
 pub use reject::RejectReason;
 pub use snapshot::{Restored, SnapshotError};

@@ -280,6 +280,20 @@ pub struct Transaction {
     pub decline_reason: Option<DeclineReason>,
     /// Ground truth for scoring a replay. Detectors never read it.
     pub label: Option<Box<str>>,
+    /// Where and when the shell got the event (wall clock, for latency metrics). Detectors
+    /// never read it and it never reaches an alert's content; it rides along so that the alert
+    /// an event triggers can say when that event arrived.
+    #[serde(default)]
+    pub meta: EventMeta,
+}
+
+/// Shell bookkeeping carried by an event, opaque to the core.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// When the event was produced to the bus (Kafka message timestamp), ms since the epoch.
+    pub produced_at_ms: i64,
+    /// When the daemon received it, ms since the epoch.
+    pub arrived_at_ms: i64,
 }
 
 impl Transaction {
@@ -393,4 +407,6 @@ pub struct Alert {
     /// Per-feature surprise, for detectors that score features (off_pattern); else empty.
     pub features: Vec<FeatureSurprise>,
     pub detector_version: Arc<str>,
+    /// The triggering event's shell bookkeeping (not part of the alert's content).
+    pub trigger_meta: EventMeta,
 }

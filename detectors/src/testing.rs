@@ -49,6 +49,7 @@ pub fn tx(id: &str, ts_ms: i64) -> TxBuilder {
         outcome: Outcome::Approved,
         decline_reason: None,
         label: None,
+        meta: Default::default(),
     })
 }
 

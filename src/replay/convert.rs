@@ -244,6 +244,7 @@ impl Mapper {
             outcome,
             decline_reason: t(15).map(|r| DeclineReason::parse(&r)),
             label: boxed(16),
+            meta: Default::default(),
         })
     }
 

@@ -137,6 +137,7 @@ impl Card {
             outcome,
             decline_reason: decline,
             label: Some(label.into()),
+            meta: Default::default(),
         });
         k
     }

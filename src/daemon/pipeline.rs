@@ -1,0 +1,344 @@
+//! The pipeline: the one task that awaits. It receives messages in batches, processes them
+//! synchronously, and every tick polls acknowledgements, advances idle watermarks, moves
+//! snapshots along and refreshes gauges. On shutdown it stops fetching, then finalizes every
+//! partition — flush, snapshot, commit — within the grace period.
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+use swipeguard_detectors::Output;
+use tokio_util::sync::CancellationToken;
+
+use super::partition::{send, Partition, PendingSnapshot, SendError};
+use super::rebalance::ConsumerCtx;
+use super::{DaemonError, Shared};
+
+const TICK: Duration = Duration::from_millis(50);
+const GAUGES_EVERY: Duration = Duration::from_secs(2);
+const BATCH: usize = 1024;
+
+/// Flushes, snapshots and commits one partition, blocking until done or `deadline`. Used on
+/// revocation and shutdown. Returns whether everything was acknowledged and committed.
+pub fn finalize(
+    shared: &Shared,
+    part: &mut Partition,
+    deadline: Instant,
+    commit: &dyn Fn(i32, i64) -> KafkaResult<()>,
+) -> bool {
+    let ctx = shared.ctx();
+    while part.in_flight() > 0 {
+        if Instant::now() > deadline || part.poll_acks(&ctx).is_err() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let Some(position) = part.position else {
+        return true;
+    };
+    let bytes = part.engine.snapshot(position as u64);
+    let records = shared.snapshots.chunks(part.id, position, &bytes);
+    for record in &records {
+        let Ok(mut future) = send(&shared.producer, record) else {
+            return false;
+        };
+        loop {
+            match (&mut future).now_or_never() {
+                Some(Ok(Ok(_))) => break,
+                Some(_) => match send(&shared.producer, record) {
+                    Ok(f) => future = f,
+                    Err(_) => return false,
+                },
+                None if Instant::now() > deadline => return false,
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+    shared.metrics.snapshots.with_label_values(&["ok"]).inc();
+    shared
+        .metrics
+        .snapshot_bytes
+        .with_label_values(&[&part.id.to_string()])
+        .set(bytes.len() as i64);
+    match commit(part.id, position) {
+        Ok(()) => {
+            shared.metrics.commits.with_label_values(&["ok"]).inc();
+            tracing::info!(
+                partition = part.id,
+                position,
+                bytes = bytes.len(),
+                "partition snapshotted and committed"
+            );
+            true
+        }
+        Err(e) => {
+            shared.metrics.commits.with_label_values(&["failed"]).inc();
+            tracing::error!(partition = part.id, position, error = %e, "commit failed");
+            false
+        }
+    }
+}
+
+fn commit_async(
+    consumer: &StreamConsumer<ConsumerCtx>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.commit(&tpl, CommitMode::Async)
+}
+
+/// Moves a partition's pending snapshot one step: write it once what precedes it is
+/// acknowledged; commit once its chunks are.
+fn advance_snapshot(
+    shared: &Shared,
+    consumer: &StreamConsumer<ConsumerCtx>,
+    part: &mut Partition,
+) -> Result<(), SendError> {
+    match part.snapshot.take() {
+        None => {}
+        Some(PendingSnapshot::Waiting {
+            bytes,
+            position,
+            sent_before,
+        }) if part.acked() >= sent_before => {
+            let records = shared.snapshots.chunks(part.id, position, &bytes);
+            let futures = records
+                .iter()
+                .map(|r| send(&shared.producer, r).map(Some))
+                .collect::<Result<Vec<_>, _>>()?;
+            part.snapshot = Some(PendingSnapshot::Writing {
+                futures,
+                records,
+                position,
+                size: bytes.len(),
+            });
+        }
+        Some(waiting @ PendingSnapshot::Waiting { .. }) => part.snapshot = Some(waiting),
+        Some(PendingSnapshot::Writing {
+            mut futures,
+            records,
+            position,
+            size,
+        }) => {
+            let mut pending = false;
+            for (slot, record) in futures.iter_mut().zip(&records) {
+                let Some(future) = slot else { continue };
+                match future.now_or_never() {
+                    Some(Ok(Ok(_))) => *slot = None,
+                    None => pending = true,
+                    Some(_) => {
+                        shared
+                            .metrics
+                            .snapshots
+                            .with_label_values(&["failed"])
+                            .inc();
+                        shared
+                            .metrics
+                            .delivery_failures
+                            .with_label_values(&[&shared.snapshots.topic])
+                            .inc();
+                        *slot = Some(send(&shared.producer, record)?);
+                        pending = true;
+                    }
+                }
+            }
+            if pending {
+                part.snapshot = Some(PendingSnapshot::Writing {
+                    futures,
+                    records,
+                    position,
+                    size,
+                });
+                return Ok(());
+            }
+            shared.metrics.snapshots.with_label_values(&["ok"]).inc();
+            part.last_snapshot_acked = Some(Instant::now());
+            part.last_snapshot_bytes = size;
+            match commit_async(consumer, &shared.swipes_topic, part.id, position) {
+                Ok(()) => shared.metrics.commits.with_label_values(&["ok"]).inc(),
+                Err(e) => {
+                    shared.metrics.commits.with_label_values(&["failed"]).inc();
+                    tracing::warn!(partition = part.id, error = %e, "commit failed; the next snapshot commits again");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One tick: acknowledgements, idle watermarks, snapshots, gauges and health.
+fn maintain(
+    shared: &Shared,
+    consumer: &StreamConsumer<ConsumerCtx>,
+    out: &mut Output,
+    gauges: bool,
+) -> Result<(), SendError> {
+    let ctx = shared.ctx();
+    let cfg = &shared.config;
+    let mut parts = shared.partitions();
+    let highs = shared
+        .high_watermarks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut max_lag = 0i64;
+    for part in parts.values_mut() {
+        part.poll_acks(&ctx)?;
+        if !part.idle_advanced && part.last_message.elapsed() >= cfg.engine.idle_watermark_after {
+            let released = out.counts.released;
+            part.engine.advance_idle(out);
+            part.idle_advanced = true;
+            if out.counts.released > released {
+                // The state moved without a message: make the time cadence snapshot it.
+                part.events_since_snapshot = part.events_since_snapshot.max(1);
+            }
+            part.send_alerts(&ctx, &mut out.alerts)?;
+        }
+        part.maybe_start_snapshot(
+            cfg.engine.snapshot_every_events,
+            cfg.engine.snapshot_every,
+            false,
+        );
+        advance_snapshot(shared, consumer, part)?;
+        let lag = match (highs.get(&part.id), part.position) {
+            (Some(high), Some(pos)) => (high - pos).max(0),
+            (Some(high), None) => *high,
+            _ => 0,
+        };
+        max_lag = max_lag.max(lag);
+        if gauges {
+            let p = part.id.to_string();
+            let m = &shared.metrics;
+            let size = part.engine.state_size();
+            m.tracked_cards
+                .with_label_values(&[&p])
+                .set(size.tracked_cards as i64);
+            m.state_bytes
+                .with_label_values(&[&p])
+                .set(size.bytes as i64);
+            m.buffered_events
+                .with_label_values(&[&p])
+                .set(size.buffered_events as i64);
+            m.consumer_lag
+                .with_label_values(&[&shared.swipes_topic, &p])
+                .set(lag);
+            m.snapshot_bytes
+                .with_label_values(&[&p])
+                .set(part.last_snapshot_bytes as i64);
+            let age = part
+                .last_snapshot_acked
+                .unwrap_or(part.last_snapshot_started)
+                .elapsed()
+                .as_secs_f64();
+            m.snapshot_age.with_label_values(&[&p]).set(age);
+            let watermark = part.engine.watermark().0;
+            if watermark > i64::MIN / 2 {
+                m.event_time_lag
+                    .with_label_values(&[&p])
+                    .set((now_ms - watermark) as f64 / 1000.0);
+            }
+        }
+    }
+    shared.health.set_max_lag(max_lag);
+    shared.metrics.record_counts(&out.counts);
+    out.counts = Default::default();
+    Ok(())
+}
+
+fn in_flight(shared: &Shared) -> usize {
+    shared.partitions().values().map(Partition::in_flight).sum()
+}
+
+/// Processes what the consumer has for us, as one batch.
+fn process(
+    shared: &Shared,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    out: &mut Output,
+) -> Result<(), SendError> {
+    use rdkafka::message::Message;
+    let ctx = shared.ctx();
+    let mut parts = shared.partitions();
+    match parts.get_mut(&msg.partition()) {
+        Some(part) if msg.topic() == shared.swipes_topic => part.process(&ctx, msg, out),
+        // A message of a partition already revoked: its new owner reprocesses it.
+        _ => Ok(()),
+    }
+}
+
+/// Runs until `shutdown`, then finalizes every partition.
+pub async fn run(
+    shared: &Shared,
+    consumer: &StreamConsumer<ConsumerCtx>,
+    shutdown: &CancellationToken,
+) -> Result<(), DaemonError> {
+    consumer.subscribe(&[&shared.swipes_topic])?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Output::default();
+    let mut last_gauges = Instant::now();
+    let mut last_error_log: Option<Instant> = None;
+    while !shutdown.is_cancelled() {
+        while in_flight(shared) >= shared.config.daemon.max_in_flight && !shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            maintain(shared, consumer, &mut out, false)?;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let gauges = last_gauges.elapsed() >= GAUGES_EVERY;
+                if gauges {
+                    last_gauges = Instant::now();
+                }
+                maintain(shared, consumer, &mut out, gauges)?;
+            }
+            received = consumer.recv() => {
+                let started = Instant::now();
+                match received {
+                    Ok(msg) => process(shared, &msg, &mut out)?,
+                    Err(e) => {
+                        if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            tracing::warn!(error = %e, "consume error (logged at most every 10 s)");
+                            last_error_log = Some(Instant::now());
+                        }
+                        continue;
+                    }
+                }
+                for _ in 1..BATCH {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(msg)) => process(shared, &msg, &mut out)?,
+                        _ => break,
+                    }
+                }
+                shared.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    tracing::info!("stopping: flushing alerts, snapshotting and committing every partition");
+    let deadline = Instant::now() + shared.config.daemon.shutdown_grace;
+    let mut all = true;
+    let mut parts = std::mem::take(&mut *shared.partitions());
+    for part in parts.values_mut() {
+        let commit = |p: i32, offset: i64| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&shared.swipes_topic, p, Offset::Offset(offset))?;
+            consumer.commit(&tpl, CommitMode::Sync)
+        };
+        all &= finalize(shared, part, deadline, &commit);
+    }
+    shared.metrics.record_counts(&out.counts);
+    if all {
+        tracing::info!("stopped cleanly");
+        Ok(())
+    } else {
+        Err(DaemonError::GraceExceeded)
+    }
+}

@@ -1,0 +1,205 @@
+//! The consumer's context: partition assignment restores engines, revocation snapshots and
+//! retires them, and librdkafka's statistics and errors feed metrics and health.
+//!
+//! The callbacks run inside the consumer's poll, on the pipeline's task, so they may block on
+//! the broker (reading a snapshot, waiting for acknowledgements): nothing else is consuming
+//! meanwhile, and rebalances are rare.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use swipeguard_detectors::Engine;
+
+use super::kafka::record_statistics;
+use super::partition::Partition;
+use super::pipeline::finalize;
+use super::Shared;
+
+pub struct ConsumerCtx {
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn stats(&self, stats: Statistics) {
+        let up = record_statistics(&self.shared.metrics, "consumer", &stats);
+        self.shared.health.set_broker_up(up > 0);
+        if let Some(topic) = stats.topics.get(&self.shared.swipes_topic) {
+            let mut highs = self
+                .shared
+                .high_watermarks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (p, s) in &topic.partitions {
+                if *p >= 0 && s.hi_offset >= 0 {
+                    highs.insert(*p, s.hi_offset);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.health.set_broker_up(false);
+        }
+        tracing::warn!(%error, %reason, "kafka client error");
+    }
+}
+
+/// Builds the engine of a newly assigned partition: from its newest snapshot if there is one.
+fn restore(shared: &Shared, partition: i32) -> Partition {
+    let config = shared.config.engine_config();
+    let fresh = || Engine::new(config.clone());
+    let timeout = shared.config.daemon.revoke_timeout;
+    match shared.snapshots.read_latest(partition, timeout) {
+        Ok(Some(bytes)) => match Engine::restore(config.clone(), &bytes) {
+            Ok(r) => {
+                shared
+                    .metrics
+                    .restores
+                    .with_label_values(&["restored"])
+                    .inc();
+                if r.config_changed {
+                    tracing::warn!(partition, "snapshot was taken under another configuration; continuing with the current one");
+                }
+                tracing::info!(
+                    partition,
+                    position = r.position,
+                    bytes = bytes.len(),
+                    "restored partition from snapshot"
+                );
+                let mut p = Partition::new(partition, r.engine, Some(r.position as i64));
+                p.last_snapshot_acked = Some(Instant::now());
+                p.last_snapshot_bytes = bytes.len();
+                return p;
+            }
+            Err(e) => {
+                shared.metrics.restores.with_label_values(&["failed"]).inc();
+                tracing::error!(partition, error = %e, "snapshot unusable; starting the partition afresh from its committed offset");
+            }
+        },
+        Ok(None) => {
+            shared.metrics.restores.with_label_values(&["fresh"]).inc();
+            tracing::info!(
+                partition,
+                "no snapshot; starting afresh from the committed offset"
+            );
+        }
+        Err(e) => {
+            shared.metrics.restores.with_label_values(&["failed"]).inc();
+            tracing::error!(partition, error = %e, "cannot read snapshots; starting afresh from the committed offset");
+        }
+    }
+    match fresh() {
+        Ok(engine) => Partition::new(partition, engine, None),
+        // The configuration was validated at start-up; this cannot fail.
+        Err(e) => unreachable_config(e),
+    }
+}
+
+#[cold]
+fn unreachable_config(e: swipeguard_detectors::ConfigError) -> Partition {
+    tracing::error!(error = %e, "engine configuration invalid after validation");
+    std::process::exit(2)
+}
+
+impl ConsumerCtx {
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+        let shared = &self.shared;
+        let ids: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == shared.swipes_topic)
+            .map(|e| e.partition())
+            .collect();
+        for _ in &ids {
+            shared.health.restoring_started();
+        }
+        for id in ids {
+            let part = restore(shared, id);
+            if let Some(position) = part.position {
+                if let Err(e) =
+                    tpl.set_partition_offset(&shared.swipes_topic, id, Offset::Offset(position))
+                {
+                    tracing::error!(partition = id, error = %e, "cannot set the start offset");
+                }
+            }
+            shared.partitions().insert(id, part);
+            shared.health.restoring_done();
+        }
+        shared
+            .metrics
+            .partitions_assigned
+            .set(shared.partitions().len() as i64);
+        shared.health.set_joined();
+        tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.config.daemon.revoke_timeout;
+        let ids: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == shared.swipes_topic)
+            .map(|e| e.partition())
+            .collect();
+        let mut parts = shared.partitions();
+        for id in ids {
+            if let Some(mut part) = parts.remove(&id) {
+                let commit =
+                    |p: i32, offset: i64| commit_sync(consumer, &shared.swipes_topic, p, offset);
+                if !finalize(shared, &mut part, deadline, &commit) {
+                    tracing::error!(partition = id, "revocation: could not flush and snapshot in time; the next owner reprocesses from the previous snapshot");
+                }
+                shared.metrics.forget_partition(&shared.swipes_topic, id);
+            }
+        }
+        shared.metrics.partitions_assigned.set(parts.len() as i64);
+        tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+    }
+}
+
+/// Commits `offset` for one partition synchronously.
+pub fn commit_sync<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.commit(&tpl, CommitMode::Sync)
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(tpl);
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer, tpl);
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassigning partitions failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! Test support for the end-to-end tests: a real Kafka-protocol broker (`nisshi`, on loopback,
+//! SQLite storage in a temporary directory), topics, producing and reading, and the daemon as a
+//! child process.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+fn nisshi() -> String {
+    std::env::var("NISSHI_BIN").unwrap_or_else(|_| "nisshi".into())
+}
+
+/// A broker process on loopback with durable SQLite storage.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let child = Command::new(nisshi())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+            ])
+            // The SQLite path is relative to the working directory.
+            .arg("sqlite://nisshi.db")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("nisshi must be on PATH (scripts/ensure-deps.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (its data stays on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = rt
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(name), Timeout::After(Duration::from_secs(5)))
+            .unwrap();
+        if md
+            .topics()
+            .iter()
+            .any(|t| t.name() == name && t.partitions().len() == partitions as usize)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {name} did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Produces each line of a JSONL file, keyed by its card id; returns how many.
+pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) -> usize {
+    let producer: FutureProducer = client(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut futures = Vec::with_capacity(lines.len());
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("card_id").and_then(|c| c.as_str()).map(String::from))
+            .unwrap_or_default();
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(line)) {
+                Ok(f) => {
+                    futures.push(f);
+                    break;
+                }
+                Err(_) => {
+                    producer.poll(Timeout::After(Duration::from_millis(5)));
+                }
+            }
+        }
+    }
+    for f in futures {
+        rt.block_on(f).unwrap().unwrap();
+    }
+    producer
+        .flush(Timeout::After(Duration::from_secs(30)))
+        .unwrap();
+    lines.len()
+}
+
+/// A message read back: key, payload, headers.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads a whole topic from the beginning to its current end.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("reader-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))
+        .unwrap();
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Vec::new();
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in t.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Timeout::After(Duration::from_secs(10)))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
+                .unwrap();
+            open += 1;
+        }
+    }
+    if open == 0 {
+        return Vec::new();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open > 0 && Instant::now() < deadline {
+        match consumer.poll(Timeout::After(Duration::from_millis(500))) {
+            Some(Ok(m)) => {
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for x in h.iter() {
+                        headers.insert(
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push(Record {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    headers,
+                });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The committed offsets of a group on a topic, by partition.
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = client(bootstrap).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Timeout::After(Duration::from_secs(10)))
+        .unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+        .collect()
+}
+
+/// The daemon's configuration for a test.
+pub struct DaemonSetup {
+    pub bootstrap: String,
+    pub group: String,
+    pub swipes: String,
+    pub alerts: String,
+    pub dead_letters: String,
+    pub snapshots: String,
+    pub http_port: u16,
+    pub extra: String,
+}
+
+impl DaemonSetup {
+    pub fn new(bootstrap: &str, name: &str) -> DaemonSetup {
+        DaemonSetup {
+            bootstrap: bootstrap.into(),
+            group: format!("{name}-group"),
+            swipes: format!("{name}-swipes"),
+            alerts: format!("{name}-alerts"),
+            dead_letters: format!("{name}-dlq"),
+            snapshots: format!("{name}-snapshots"),
+            http_port: free_port(),
+            // Short idle and snapshot cadences keep the tests quick.
+            extra: "[engine]\nidle_watermark_after = \"2s\"\nsnapshot_every = \"2s\"\n".into(),
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        format!(
+            r#"[kafka]
+brokers = "{}"
+group_id = "{}"
+swipes_topic = "{}"
+alerts_topic = "{}"
+dead_letter_topic = "{}"
+snapshot_topic = "{}"
+
+[kafka.client]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[http]
+listen = "127.0.0.1:{}"
+
+[log]
+level = "info"
+{}
+"#,
+            self.bootstrap,
+            self.group,
+            self.swipes,
+            self.alerts,
+            self.dead_letters,
+            self.snapshots,
+            self.http_port,
+            self.extra
+        )
+    }
+
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("daemon-{}.toml", self.http_port));
+        std::fs::write(&path, self.toml()).unwrap();
+        path
+    }
+
+    pub fn topics(&self, partitions: i32) {
+        create_topic(&self.bootstrap, &self.swipes, partitions);
+        create_topic(&self.bootstrap, &self.alerts, partitions);
+        create_topic(&self.bootstrap, &self.dead_letters, 1);
+    }
+}
+
+/// The daemon as a child process.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    pub http_port: u16,
+}
+
+impl Daemon {
+    pub fn spawn(config: &Path, http_port: u16, log: &Path) -> Daemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_swipeguard"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+            http_port,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout`; returns the exit code and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.code(), started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        (None, started.elapsed())
+    }
+
+    pub fn http(&self, path: &str) -> Option<(u16, String)> {
+        http_get(SocketAddr::from(([127, 0, 0, 1], self.http_port)), path)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.http("/readyz").is_some_and(|(s, _)| s == 200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let (_, body) = self.http("/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name_and_labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until no partition of this daemon holds buffered events (the idle advance has
+    /// released the tail of the stream) and the alerts it released are acknowledged.
+    pub fn wait_drained(&self, timeout: Duration) -> bool {
+        let drained = || {
+            let Some((_, body)) = self.http("/metrics") else {
+                return false;
+            };
+            let buffered = body
+                .lines()
+                .filter(|l| l.starts_with("swipeguard_buffered_events{"))
+                .all(|l| l.ends_with(" 0"));
+            let queued = body
+                .lines()
+                .filter(|l| l.starts_with("swipeguard_kafka_queue_messages{client=\"producer\"}"))
+                .all(|l| l.ends_with(" 0"));
+            buffered && queued
+        };
+        // Gauges refresh every two seconds: require two drained readings in a row.
+        wait_until(timeout, || {
+            drained() && {
+                std::thread::sleep(Duration::from_millis(2500));
+                drained()
+            }
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.0 GET.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Waits until `f` holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Simulated events as JSONL lines.
+pub fn simulate(cards: u64, days: u32, seed: u64) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_swipeguard"))
+        .args([
+            "simulate",
+            "--cards",
+            &cards.to_string(),
+            "--days",
+            &days.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--fraud-share",
+            "0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Replays lines offline; returns the alert JSON lines.
+pub fn replay_lines(dir: &Path, lines: &[String], config: Option<&Path>) -> Vec<String> {
+    let file = dir.join(format!("replay-{}.jsonl", free_port()));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swipeguard"));
+    cmd.arg("replay")
+        .arg(&file)
+        .arg("--rejects")
+        .arg(dir.join("replay-rejects.jsonl"));
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// alert_id → alert JSON.
+pub fn by_id(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
+    lines
+        .into_iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            (v["alert_id"].as_str().unwrap().to_string(), l)
+        })
+        .collect()
+}
+
+/// Offsets one past the last message of each partition.
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "end-offsets")
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            (
+                p,
+                consumer
+                    .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
+                    .unwrap()
+                    .1,
+            )
+        })
+        .collect()
+}
+
+/// Waits until the group has committed the end of every partition.
+pub fn wait_all_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> bool {
+    let end = end_offsets(bootstrap, topic, partitions);
+    wait_until(timeout, || {
+        committed(bootstrap, group, topic, partitions) == end
+    })
+}
+
+/// Alert ids on the alerts topic (with duplicates).
+pub fn alert_ids(bootstrap: &str, topic: &str) -> Vec<String> {
+    read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["alert_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
