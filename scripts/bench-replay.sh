@@ -15,7 +15,8 @@ if [ ! -s "$data" ]; then
 fi
 rates=()
 for i in $(seq "$runs"); do
-  line=$("$bin" replay "$data" --out /dev/null --rejects /dev/null --no-progress 2>&1 | head -1)
+  summary=$("$bin" replay "$data" --out /dev/null --rejects /dev/null --no-progress 2>&1)
+  line=${summary%%$'\n'*}
   echo "run $i: $line"
   rate=$(sed -E 's/.*\(([0-9,]+) rows\/s\).*/\1/' <<<"$line" | tr -d ,)
   rates+=("$rate")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, when it is missing:
 #   - Debian's chromium (renders the replay report in tests/report.rs)
+#   - Debian's prometheus (promtool for tests/deploy_files.rs and scripts/promtool-check.sh;
+#     the prometheus server for tests/prometheus_scrape.rs)
 #   - nisshi 0.7.0-pre.2, a Kafka-protocol broker (../shared/BROKER.md says why this version and
 #     these features); built once (10-15 min on 2 cores) and cached in ~/.cargo/bin
 # Idempotent: a warm machine skips every step.
@@ -15,6 +17,11 @@ apt_install() {
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (Debian package)"
   apt_install chromium
+fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing prometheus and promtool (Debian package prometheus)"
+  apt_install --no-install-recommends prometheus
 fi
 
 NISSHI_VERSION=0.7.0-pre.2

@@ -21,6 +21,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     pub registry: Registry,
     pub events: IntCounterVec,
+    pub consumed: IntCounter,
     pub invalid_events: IntCounterVec,
     pub late_after_idle: IntCounter,
     pub alerts: IntCounterVec,
@@ -80,6 +81,7 @@ pub const NAMES: &[&str] = &[
     "swipeguard_kafka_tx_errors",
     "swipeguard_kafka_rx_messages",
     "swipeguard_kafka_tx_messages",
+    "swipeguard_consumed_messages_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -293,6 +295,14 @@ impl Metrics {
                 "Messages sent since the Kafka client started (librdkafka txmsgs).",
                 &["client"],
             )?,
+            consumed: {
+                let c = IntCounter::new(
+                    NAMES[28],
+                    "Messages consumed from the swipes topic (before detection; events may wait in the reorder buffer).",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             registry: r,
         };
         m.touch_label_sets();

@@ -56,6 +56,13 @@ pub fn consumer_config(config: &Config) -> Result<ClientConfig, KafkaSetupError>
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            // librdkafka pauses a partition's fetching for this long once its local queue is
+            // full (default 1 s): a consumer that processes slower than the broker serves then
+            // idles, queue drained, for most of that second. Resume fetching promptly instead.
+            ("fetch.queue.backoff.ms", "10"),
+            // Alerts should leave within milliseconds: do not let the broker hold a fetch for
+            // the default half second waiting for more data.
+            ("fetch.wait.max.ms", "10"),
         ],
     )?;
     c.set("group.id", config.kafka.group_id.as_str());

@@ -5,8 +5,9 @@
 //! snapshotted on a cadence, on revocation and on shutdown. Alerts go to the alerts topic and
 //! invalid, late and duplicate events to the dead-letter topic through one idempotent producer;
 //! nothing is committed before the broker has acknowledged what it depends on
-//! ([`partition`] states the promise). Only the pipeline awaits; the rebalance callbacks run
-//! synchronously inside the consumer's poll, when the pipeline holds no lock.
+//! ([`partition`] states the promise). The pipeline is one synchronous thread; the rebalance
+//! callbacks run inside its consumer poll, when it holds no lock. The async shell around it
+//! serves HTTP and turns signals into the shutdown value.
 
 pub mod kafka;
 pub mod partition;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::Producer as _;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,8 @@ pub enum DaemonError {
     },
     #[error("the swipes topic {0} does not exist or has no partitions")]
     NoSwipesTopic(String),
+    #[error("the pipeline thread panicked (a bug: please report it)")]
+    PipelinePanicked,
     #[error("shutdown did not finish within the grace period; unsnapshotted partitions will be reprocessed")]
     GraceExceeded,
 }
@@ -58,7 +61,10 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
+    /// Alerts and dead letters.
     pub producer: Producer,
+    /// Snapshots, on a connection of their own: megabytes of state never queue ahead of an alert.
+    pub snapshot_producer: Producer,
     pub snapshots: SnapshotStore,
     pub partitions: Mutex<BTreeMap<i32, Partition>>,
     /// High watermarks of the swipes partitions, from the consumer's statistics.
@@ -162,9 +168,19 @@ pub async fn run(
             client: "producer",
             source,
         })?;
+    let snapshot_producer: Producer = kafka::producer_config(&config)?
+        .create_with_context(ProducerCtx {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        })
+        .map_err(|source| KafkaSetupError::Client {
+            client: "snapshot producer",
+            source,
+        })?;
     let shared = Arc::new(Shared {
         snapshots: SnapshotStore::new(&config, kafka::reader_config(&config)?, snapshot_partitions),
         producer,
+        snapshot_producer,
         partitions: Mutex::new(BTreeMap::new()),
         high_watermarks: Mutex::new(HashMap::new()),
         limits: config.decode_limits(),
@@ -175,7 +191,7 @@ pub async fn run(
         health,
         config: config.clone(),
     });
-    let consumer: StreamConsumer<ConsumerCtx> = kafka::consumer_config(&config)?
+    let consumer: BaseConsumer<ConsumerCtx> = kafka::consumer_config(&config)?
         .create_with_context(ConsumerCtx {
             shared: shared.clone(),
         })
@@ -184,10 +200,22 @@ pub async fn run(
             source,
         })?;
 
-    let result = pipeline::run(&shared, &consumer, &shutdown).await;
-    drop(consumer);
+    // The pipeline is synchronous (the core is): it gets a thread of its own and blocks in the
+    // consumer's poll; the async shell around it serves HTTP and signals.
+    let pipeline_shared = shared.clone();
+    let token = shutdown.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let result = pipeline::run(&pipeline_shared, &consumer, &token);
+        drop(consumer);
+        result
+    })
+    .await
+    .unwrap_or(Err(DaemonError::PipelinePanicked));
     let _ = shared
         .producer
+        .flush(Timeout::After(std::time::Duration::from_secs(5)));
+    let _ = shared
+        .snapshot_producer
         .flush(Timeout::After(std::time::Duration::from_secs(5)));
     shutdown.cancel();
     let _ = http.await;

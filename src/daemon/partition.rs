@@ -343,7 +343,15 @@ impl Partition {
         if !(force || due) {
             return false;
         }
+        let encoding = Instant::now();
         let bytes = self.engine.snapshot(position as u64);
+        tracing::debug!(
+            partition = self.id,
+            position,
+            bytes = bytes.len(),
+            took_ms = encoding.elapsed().as_millis() as u64,
+            "snapshot encoded"
+        );
         self.snapshot = Some(PendingSnapshot::Waiting {
             bytes,
             position,

@@ -1,4 +1,4 @@
-//! The pipeline: the one task that awaits. It receives messages in batches, processes them
+//! The pipeline: one thread that owns consumption. It polls messages in batches, processes them
 //! synchronously, and every tick polls acknowledgements, advances idle watermarks, moves
 //! snapshots along and refreshes gauges. On shutdown it stops fetching, then finalizes every
 //! partition — flush, snapshot, commit — within the grace period.
@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use swipeguard_detectors::Output;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,8 @@ use super::{DaemonError, Shared};
 const TICK: Duration = Duration::from_millis(50);
 const GAUGES_EVERY: Duration = Duration::from_secs(2);
 const BATCH: usize = 1024;
+/// How long the pipeline waits for a message while deliveries are pending.
+const ACK_POLL: Duration = Duration::from_millis(2);
 
 /// Flushes, snapshots and commits one partition, blocking until done or `deadline`. Used on
 /// revocation and shutdown. Returns whether everything was acknowledged and committed.
@@ -41,13 +44,13 @@ pub fn finalize(
     let bytes = part.engine.snapshot(position as u64);
     let records = shared.snapshots.chunks(part.id, position, &bytes);
     for record in &records {
-        let Ok(mut future) = send(&shared.producer, record) else {
+        let Ok(mut future) = send(&shared.snapshot_producer, record) else {
             return false;
         };
         loop {
             match (&mut future).now_or_never() {
                 Some(Ok(Ok(_))) => break,
-                Some(_) => match send(&shared.producer, record) {
+                Some(_) => match send(&shared.snapshot_producer, record) {
                     Ok(f) => future = f,
                     Err(_) => return false,
                 },
@@ -82,7 +85,7 @@ pub fn finalize(
 }
 
 fn commit_async(
-    consumer: &StreamConsumer<ConsumerCtx>,
+    consumer: &BaseConsumer<ConsumerCtx>,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -96,7 +99,7 @@ fn commit_async(
 /// acknowledged; commit once its chunks are.
 fn advance_snapshot(
     shared: &Shared,
-    consumer: &StreamConsumer<ConsumerCtx>,
+    consumer: &BaseConsumer<ConsumerCtx>,
     part: &mut Partition,
 ) -> Result<(), SendError> {
     match part.snapshot.take() {
@@ -109,7 +112,7 @@ fn advance_snapshot(
             let records = shared.snapshots.chunks(part.id, position, &bytes);
             let futures = records
                 .iter()
-                .map(|r| send(&shared.producer, r).map(Some))
+                .map(|r| send(&shared.snapshot_producer, r).map(Some))
                 .collect::<Result<Vec<_>, _>>()?;
             part.snapshot = Some(PendingSnapshot::Writing {
                 futures,
@@ -142,7 +145,7 @@ fn advance_snapshot(
                             .delivery_failures
                             .with_label_values(&[&shared.snapshots.topic])
                             .inc();
-                        *slot = Some(send(&shared.producer, record)?);
+                        *slot = Some(send(&shared.snapshot_producer, record)?);
                         pending = true;
                     }
                 }
@@ -174,7 +177,7 @@ fn advance_snapshot(
 /// One tick: acknowledgements, idle watermarks, snapshots, gauges and health.
 fn maintain(
     shared: &Shared,
-    consumer: &StreamConsumer<ConsumerCtx>,
+    consumer: &BaseConsumer<ConsumerCtx>,
     out: &mut Output,
     gauges: bool,
 ) -> Result<(), SendError> {
@@ -253,6 +256,15 @@ fn maintain(
     Ok(())
 }
 
+/// Takes acknowledged deliveries off every partition (and observes their latency).
+fn poll_all_acks(shared: &Shared) -> Result<(), SendError> {
+    let ctx = shared.ctx();
+    for part in shared.partitions().values_mut() {
+        part.poll_acks(&ctx)?;
+    }
+    Ok(())
+}
+
 fn in_flight(shared: &Shared) -> usize {
     shared.partitions().values().map(Partition::in_flight).sum()
 }
@@ -274,52 +286,65 @@ fn process(
 }
 
 /// Runs until `shutdown`, then finalizes every partition.
-pub async fn run(
+pub fn run(
     shared: &Shared,
-    consumer: &StreamConsumer<ConsumerCtx>,
+    consumer: &BaseConsumer<ConsumerCtx>,
     shutdown: &CancellationToken,
 ) -> Result<(), DaemonError> {
     consumer.subscribe(&[&shared.swipes_topic])?;
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Output::default();
+    let mut last_tick = Instant::now();
     let mut last_gauges = Instant::now();
     let mut last_error_log: Option<Instant> = None;
     while !shutdown.is_cancelled() {
-        while in_flight(shared) >= shared.config.daemon.max_in_flight && !shutdown.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        if in_flight(shared) >= shared.config.daemon.max_in_flight {
+            // Back-pressure: consume nothing until the broker has acknowledged enough.
+            std::thread::sleep(Duration::from_millis(2));
             maintain(shared, consumer, &mut out, false)?;
+            continue;
         }
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                let gauges = last_gauges.elapsed() >= GAUGES_EVERY;
-                if gauges {
-                    last_gauges = Instant::now();
+        // Wait for a message at most until the next tick (and briefly while deliveries are
+        // pending, so that acknowledgements are taken promptly); then take what is fetched.
+        let started = Instant::now();
+        let mut consumed = 0u64;
+        let pending = in_flight(shared) > 0;
+        let mut wait =
+            TICK.saturating_sub(last_tick.elapsed())
+                .min(if pending { ACK_POLL } else { TICK });
+        while consumed < BATCH as u64 {
+            match consumer.poll(Timeout::After(wait)) {
+                Some(Ok(msg)) => {
+                    consumed += 1;
+                    process(shared, &msg, &mut out)?;
                 }
-                maintain(shared, consumer, &mut out, gauges)?;
-            }
-            received = consumer.recv() => {
-                let started = Instant::now();
-                match received {
-                    Ok(msg) => process(shared, &msg, &mut out)?,
-                    Err(e) => {
-                        if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            tracing::warn!(error = %e, "consume error (logged at most every 10 s)");
-                            last_error_log = Some(Instant::now());
-                        }
-                        continue;
+                Some(Err(e)) => {
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "consume error (logged at most every 10 s)");
+                        last_error_log = Some(Instant::now());
                     }
+                    break;
                 }
-                for _ in 1..BATCH {
-                    match consumer.recv().now_or_never() {
-                        Some(Ok(msg)) => process(shared, &msg, &mut out)?,
-                        _ => break,
-                    }
-                }
-                shared.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+                None => break,
             }
+            wait = Duration::ZERO;
+        }
+        if pending || consumed > 0 {
+            poll_all_acks(shared)?;
+        }
+        if consumed > 0 {
+            shared.metrics.consumed.inc_by(consumed);
+            shared
+                .metrics
+                .batch_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            let gauges = last_gauges.elapsed() >= GAUGES_EVERY;
+            if gauges {
+                last_gauges = Instant::now();
+            }
+            maintain(shared, consumer, &mut out, gauges)?;
         }
     }
     tracing::info!("stopping: flushing alerts, snapshotting and committing every partition");

@@ -270,6 +270,8 @@ pub struct DaemonSetup {
     pub snapshots: String,
     pub http_port: u16,
     pub extra: String,
+    /// Extra `[kafka.client]` properties.
+    pub client: Vec<(String, String)>,
 }
 
 impl DaemonSetup {
@@ -283,6 +285,7 @@ impl DaemonSetup {
             snapshots: format!("{name}-snapshots"),
             http_port: free_port(),
             // Short idle and snapshot cadences keep the tests quick.
+            client: Vec::new(),
             extra: "[engine]\nidle_watermark_after = \"2s\"\nsnapshot_every = \"2s\"\n".into(),
         }
     }
@@ -300,6 +303,7 @@ snapshot_topic = "{}"
 [kafka.client]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
+{}
 
 [http]
 listen = "127.0.0.1:{}"
@@ -314,6 +318,10 @@ level = "info"
             self.alerts,
             self.dead_letters,
             self.snapshots,
+            self.client
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+                .collect::<String>(),
             self.http_port,
             self.extra
         )
