@@ -69,3 +69,31 @@ impl Health {
         self.max_lag.store(lag, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_joined_restored_connected_and_caught_up() {
+        let h = Health::new(100);
+        assert_eq!(
+            reasons(&h),
+            [
+                "not yet assigned partitions by the consumer group",
+                "broker unreachable"
+            ]
+        );
+        h.set_joined();
+        h.set_broker_up(true);
+        assert!(h.is_ready());
+        h.restoring_started();
+        assert_eq!(reasons(&h), ["1 partition(s) restoring"]);
+        h.restoring_done();
+        h.set_max_lag(101);
+        assert_eq!(reasons(&h), ["consumer lag 101 over 100"]);
+        h.set_max_lag(0);
+        h.set_broker_up(false);
+        assert_eq!(reasons(&h), ["broker unreachable"]);
+    }
+}

@@ -22,3 +22,59 @@ pub fn init(log: &LogConfig, json_override: bool) {
     // A second init (tests) keeps the first subscriber.
     let _ = result;
 }
+
+/// Lets a kind of log message through at most once per interval, so that an outage or a flood
+/// of bad input cannot flood the log. Suppressed occurrences are counted and reported with the
+/// next one that passes.
+#[derive(Debug)]
+pub struct LogLimiter {
+    every: std::time::Duration,
+    last: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl LogLimiter {
+    pub fn new(every: std::time::Duration) -> LogLimiter {
+        LogLimiter {
+            every,
+            last: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// `Some(suppressed since the last one)` when a message of `kind` may be logged now.
+    pub fn allow(&self, kind: &'static str) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match last.get_mut(kind) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.every => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_lets_one_through_per_interval_and_counts_the_rest() {
+        let l = LogLimiter::new(std::time::Duration::from_millis(50));
+        assert_eq!(l.allow("a"), Some(0));
+        assert_eq!(l.allow("a"), None);
+        assert_eq!(l.allow("a"), None);
+        assert_eq!(l.allow("b"), Some(0));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert_eq!(l.allow("a"), Some(2));
+    }
+}

@@ -70,6 +70,8 @@ pub struct Shared {
     /// High watermarks of the swipes partitions, from the consumer's statistics.
     pub high_watermarks: Mutex<HashMap<i32, i64>>,
     pub limits: DecodeLimits,
+    /// Error and warning logs of the pipeline and the Kafka clients, at most one per kind per 10 s.
+    pub log_limiter: crate::telemetry::LogLimiter,
     pub swipes_topic: String,
     pub alerts_topic: Arc<str>,
     pub dead_letter_topic: Arc<str>,
@@ -89,6 +91,7 @@ impl Shared {
             limits: &self.limits,
             alerts_topic: &self.alerts_topic,
             dead_letter_topic: &self.dead_letter_topic,
+            log_limiter: &self.log_limiter,
         }
     }
 }
@@ -184,6 +187,7 @@ pub async fn run(
         partitions: Mutex::new(BTreeMap::new()),
         high_watermarks: Mutex::new(HashMap::new()),
         limits: config.decode_limits(),
+        log_limiter: crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10)),
         swipes_topic: config.kafka.swipes_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.as_str().into(),
         dead_letter_topic: config.kafka.dead_letter_topic.as_str().into(),

@@ -106,6 +106,7 @@ pub struct Ctx<'a> {
     pub limits: &'a DecodeLimits,
     pub alerts_topic: &'a std::sync::Arc<str>,
     pub dead_letter_topic: &'a std::sync::Arc<str>,
+    pub log_limiter: &'a crate::telemetry::LogLimiter,
 }
 
 fn wall_ms() -> i64 {
@@ -245,12 +246,15 @@ impl Partition {
         }
         if let Some(p) = self.position.filter(|p| offset > *p) {
             // Compacted or transactional topics skip offsets; a plain swipes topic never should.
-            tracing::warn!(
-                partition = self.id,
-                expected = p,
-                got = offset,
-                "offset gap in the swipes topic"
-            );
+            if let Some(suppressed) = ctx.log_limiter.allow("offset gap") {
+                tracing::warn!(
+                    partition = self.id,
+                    expected = p,
+                    got = offset,
+                    suppressed,
+                    "offset gap in the swipes topic"
+                );
+            }
         }
         self.position = Some(offset + 1);
         self.events_since_snapshot += 1;
@@ -301,7 +305,9 @@ impl Partition {
                     .delivery_failures
                     .with_label_values(&[&front.record.topic])
                     .inc();
-                tracing::warn!(topic = %front.record.topic, partition = self.id, %error, "delivery failed; sending again");
+                if let Some(suppressed) = ctx.log_limiter.allow("delivery failed") {
+                    tracing::warn!(topic = %front.record.topic, partition = self.id, %error, suppressed, "delivery failed; sending again");
+                }
                 front.future = send(ctx.producer, &front.record)?;
                 break;
             }

@@ -295,7 +295,6 @@ pub fn run(
     let mut out = Output::default();
     let mut last_tick = Instant::now();
     let mut last_gauges = Instant::now();
-    let mut last_error_log: Option<Instant> = None;
     while !shutdown.is_cancelled() {
         if in_flight(shared) >= shared.config.daemon.max_in_flight {
             // Back-pressure: consume nothing until the broker has acknowledged enough.
@@ -318,9 +317,8 @@ pub fn run(
                     process(shared, &msg, &mut out)?;
                 }
                 Some(Err(e)) => {
-                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        tracing::warn!(error = %e, "consume error (logged at most every 10 s)");
-                        last_error_log = Some(Instant::now());
+                    if let Some(suppressed) = shared.log_limiter.allow("consume error") {
+                        tracing::warn!(error = %e, suppressed, "consume error (at most one per 10 s)");
                     }
                     break;
                 }

@@ -46,7 +46,9 @@ impl ClientContext for ConsumerCtx {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.shared.health.set_broker_up(false);
         }
-        tracing::warn!(%error, %reason, "kafka client error");
+        if let Some(suppressed) = self.shared.log_limiter.allow("kafka client error") {
+            tracing::warn!(%error, %reason, suppressed, "kafka client error (at most one per 10 s)");
+        }
     }
 }
 
