@@ -15,3 +15,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== fuzz (bounded: 30 s per target)"
+bash scripts/fuzz.sh 30

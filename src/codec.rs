@@ -16,9 +16,11 @@ use swipeguard_detectors::{
     Outcome, RejectReason, Transaction,
 };
 
-/// Bounds applied while decoding.
+/// Bounds applied while decoding, and the card-number protection applied right after.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodeLimits {
+    /// Keyed hash of card numbers (`[ingest.card_hash]`), applied before anything sees the event.
+    pub hasher: Option<std::sync::Arc<crate::ingest::CardHasher>>,
     /// Largest accepted message, bytes.
     pub max_bytes: usize,
     /// Largest accepted `amount_minor`.
@@ -31,6 +33,7 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
+            hasher: None,
             max_bytes: 64 * 1024,
             // ¥100 million: no single swipe at a clinic comes near.
             max_amount_minor: 10_000_000_000,
@@ -278,7 +281,8 @@ fn nesting_depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Nesting past this is refused as `too_deep` (serde_json itself stops at 128).
+/// Nesting past this is refused as `too_deep`, even inside fields that are otherwise ignored
+/// (serde_json itself stops at 128).
 const MAX_DEPTH: usize = 64;
 
 fn classify(bytes: &[u8], err: &serde_json::Error) -> Rejected {
@@ -303,8 +307,19 @@ pub fn decode_event(bytes: &[u8], limits: &DecodeLimits) -> Result<Transaction, 
     if bytes.len() > limits.max_bytes {
         return Err(Rejected::new(RejectReason::Oversized, "message"));
     }
+    // Nesting can only exceed the limit if there are more brackets than the limit: a cheap count
+    // spares ordinary events the full scan.
+    if bytes.iter().filter(|&&b| b == b'[' || b == b'{').count() > MAX_DEPTH
+        && nesting_depth(bytes) > MAX_DEPTH
+    {
+        return Err(Rejected::new(RejectReason::TooDeep, "message"));
+    }
     let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| classify(bytes, &e))?;
-    validate(raw, limits)
+    let mut tx = validate(raw, limits)?;
+    if let Some(h) = &limits.hasher {
+        h.protect(&mut tx);
+    }
+    Ok(tx)
 }
 
 fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rejected> {

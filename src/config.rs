@@ -228,6 +228,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// The card-number hasher built from `[ingest.card_hash]` and its key (never serialized).
+    #[serde(skip)]
+    pub hasher: Option<std::sync::Arc<crate::ingest::CardHasher>>,
 }
 
 /// Prefix of override variables.
@@ -258,11 +261,12 @@ impl Config {
             path: name.into(),
             message: e.to_string(),
         })?;
-        for (var, value) in env {
-            apply_override(&mut table, &var, &value)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (var, value) in &env {
+            apply_override(&mut table, var, value)?;
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 invalid(
                     if key == "." { "config".into() } else { key },
@@ -270,6 +274,9 @@ impl Config {
                 )
             })?;
         config.validate()?;
+        let lookup = |var: &str| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+        config.hasher = crate::ingest::CardHasher::from_config(&config.ingest.card_hash, &lookup)?
+            .map(std::sync::Arc::new);
         Ok(config)
     }
 
@@ -316,6 +323,7 @@ impl Config {
 
     pub fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
+            hasher: self.hasher.clone(),
             max_bytes: self.ingest.max_event_bytes,
             max_amount_minor: self.ingest.max_amount_minor,
             ..DecodeLimits::default()

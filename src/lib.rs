@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod encode;
 pub mod health;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod produce;
 pub mod replay;

@@ -203,10 +203,16 @@ impl Partition {
         msg: &BorrowedMessage<'_>,
         rejected: &Rejected,
     ) -> Result<(), SendError> {
-        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = copy_headers(msg)
-            .into_iter()
-            .map(|(k, v)| (Cow::Owned(k), v))
-            .collect();
+        let hasher = ctx.limits.hasher.as_deref();
+        // With card hashing on, the producer's own headers are not forwarded: they could carry
+        // raw card numbers too (crate::ingest states what a dead letter carries then).
+        let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = match hasher {
+            Some(_) => Vec::new(),
+            None => copy_headers(msg)
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), v))
+                .collect(),
+        };
         headers.push((
             Cow::Borrowed("swipeguard.reason"),
             rejected.reason.as_str().as_bytes().to_vec(),
@@ -222,8 +228,13 @@ impl Partition {
         let record = OwnedRecord {
             topic: ctx.dead_letter_topic.clone(),
             partition: None,
-            key: msg.key().map(<[u8]>::to_vec),
-            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            key: msg
+                .key()
+                .map(|k| hasher.map_or_else(|| k.to_vec(), |h| h.redact_key(k))),
+            payload: msg
+                .payload()
+                .map(|p| hasher.map_or_else(|| p.to_vec(), |h| h.redact_payload(p)))
+                .unwrap_or_default(),
             headers,
         };
         ctx.metrics

@@ -227,7 +227,7 @@ impl Mapper {
             _ => None,
         };
         let boxed = |i: usize| t(i).map(|v| Box::<str>::from(v.as_ref()));
-        Ok(Transaction {
+        let mut tx = Transaction {
             event_id: EventId::new(&event_id),
             ts,
             card_id: CardId::new(card_id.as_ref()),
@@ -245,7 +245,11 @@ impl Mapper {
             decline_reason: t(15).map(|r| DeclineReason::parse(&r)),
             label: boxed(16),
             meta: Default::default(),
-        })
+        };
+        if let Some(h) = &self.limits.hasher {
+            h.protect(&mut tx);
+        }
+        Ok(tx)
     }
 
     fn time(&self, i: usize, text: &str) -> Result<EventTime, Rejected> {

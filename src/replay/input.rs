@@ -85,6 +85,11 @@ pub fn open_bytes(name: &str, bytes: &'static [u8]) -> io::Result<Input> {
     wrap(name.to_string(), Box::new(bytes), bytes.len() as u64)
 }
 
+/// Opens any reader (tests and fuzzing), decompressing it when its content is gzip.
+pub fn open_reader(name: &str, reader: Box<dyn Read>, size: u64) -> io::Result<Input> {
+    wrap(name.to_string(), reader, size)
+}
+
 /// JSONL when the first non-blank byte opens an object; CSV otherwise, with the delimiter that
 /// occurs most often (outside quotes) in the first line.
 pub fn detect(reader: &mut dyn BufRead) -> io::Result<Format> {

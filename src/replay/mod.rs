@@ -128,6 +128,16 @@ struct Batch {
 
 const BATCH_ROWS: usize = 2048;
 
+/// The raw bytes of a refused row as they may be written to the rejects file: unchanged, or
+/// with card hashing on, redacted (JSON) or withheld (CSV) as `crate::ingest` describes.
+fn redact(config: &Config, format: Format, raw: &[u8]) -> Vec<u8> {
+    match (&config.hasher, format) {
+        (None, _) => raw.to_vec(),
+        (Some(h), Format::Jsonl) => h.redact_payload(raw),
+        (Some(_), Format::Csv { .. }) => crate::ingest::withheld(raw.len()),
+    }
+}
+
 /// Reads every input on the calling thread, sending rows in batches (the reader half of the
 /// two-stage pipeline: decoding and detection run on the two cores side by side).
 fn read_all(
@@ -151,7 +161,10 @@ fn read_all(
         let mut rows = Rows::new(input, format, mapping, config.decode_limits())?;
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         while let Some((line, result)) = rows.next_row().map_err(io_err(name.to_string()))? {
-            batch.push((line, result.map_err(|r| (r, rows.raw().to_vec()))));
+            batch.push((
+                line,
+                result.map_err(|r| (r, redact(config, format, rows.raw()))),
+            ));
             if batch.len() == BATCH_ROWS {
                 bar.set_position(done_before + rows.progress());
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
