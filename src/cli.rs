@@ -95,6 +95,9 @@ pub struct ReplayArgs {
     /// No progress bar (it is never drawn when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Threads decoding JSONL input [default: one per core]; the alerts never depend on it.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    pub decode_threads: usize,
 }
 
 #[derive(Debug, Args)]

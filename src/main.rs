@@ -117,6 +117,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         rejects: args.rejects,
         report: args.report.clone(),
         progress: !args.no_progress,
+        decode_threads: args.decode_threads,
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(

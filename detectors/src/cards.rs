@@ -120,6 +120,36 @@ impl CardTable {
         table
     }
 
+    /// Reads a sequence of `(card, state)` pairs in least-to-most-recently-seen order (as
+    /// [`CardTable::iter`] gives them) straight into a table. A million cards restore in one
+    /// pass: collecting them into a `Vec` first cost more than the decoding, in copies of the
+    /// growing vector and fresh pages.
+    pub(crate) fn deserialize_ordered<'de, D: serde::Deserializer<'de>>(
+        max_cards: usize,
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        struct Cards(CardTable);
+        impl<'de> serde::de::Visitor<'de> for Cards {
+            type Value = CardTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of (card, state) pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                mut self,
+                mut seq: A,
+            ) -> Result<CardTable, A::Error> {
+                // The length comes from the snapshot: trust it only up to the ceiling.
+                let hint = seq.size_hint().unwrap_or(0).min(self.0.max_cards);
+                self.0.cards.reserve(hint);
+                while let Some((id, state)) = seq.next_element::<(CardId, CardState)>()? {
+                    self.0.cards.insert(id, state);
+                }
+                Ok(self.0)
+            }
+        }
+        deserializer.deserialize_seq(Cards(CardTable::new(max_cards)))
+    }
+
     /// Estimated bytes held: the hash table's slots, one heap node per card (key, state and
     /// list links), each card id's string, and what detector states hold on the heap.
     pub fn state_bytes(&self) -> usize {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod detector;
 pub mod detectors;
 pub mod engine;
+mod intern;
 pub mod model;
 pub mod reject;
 pub mod reorder;

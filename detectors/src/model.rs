@@ -37,12 +37,22 @@ impl fmt::Display for CardId {
 }
 
 /// A swipe's unique id. Shared (`Arc`) because the same id sits in several detectors' windows.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// (Its `Deserialize` is in `crate::intern`, which keeps that sharing through a restore.)
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct EventId(Arc<str>);
 
 impl EventId {
     pub fn new(id: impl AsRef<str>) -> Self {
         EventId(Arc::from(id.as_ref()))
+    }
+
+    pub(crate) fn from_shared(text: Arc<str>) -> Self {
+        EventId(text)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> Arc<str> {
+        self.0.clone()
     }
 
     pub fn as_str(&self) -> &str {

@@ -10,7 +10,7 @@
 //! the alerts of an uninterrupted run. Restoring under a different configuration is allowed
 //! (thresholds are tuned between runs); [`Restored::config_changed`] tells the caller.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cards::{CardState, CardTable};
@@ -56,7 +56,7 @@ fn as_seq<T: Serialize, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok
     s.collect_seq(items)
 }
 
-#[derive(Deserialize)]
+/// The decoded body; `cards` is read straight into the table (see `restore`).
 struct Body {
     position: u64,
     config_fingerprint: u64,
@@ -64,7 +64,55 @@ struct Body {
     last_released: Option<(EventTime, EventId)>,
     clock: EventTime,
     pending: Vec<Transaction>,
-    cards: Vec<(CardId, CardState)>,
+    cards: CardTable,
+}
+
+/// Decodes [`BodyRef`]'s layout (postcard: the fields in order, as a tuple).
+struct BodySeed {
+    max_cards: usize,
+}
+
+/// `CardTable::deserialize_ordered` as a seed, for use inside the body's sequence.
+struct CardsSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CardsSeed {
+    type Value = CardTable;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<CardTable, D::Error> {
+        CardTable::deserialize_ordered(self.0, d)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodySeed {
+    type Value = Body;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Body, D::Error> {
+        d.deserialize_tuple(7, self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BodySeed {
+    type Value = Body;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a snapshot body")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
+        use serde::de::Error;
+        let missing = |what: &str| A::Error::custom(format!("snapshot body: no {what}"));
+        Ok(Body {
+            position: seq.next_element()?.ok_or_else(|| missing("position"))?,
+            config_fingerprint: seq.next_element()?.ok_or_else(|| missing("fingerprint"))?,
+            watermark: seq.next_element()?.ok_or_else(|| missing("watermark"))?,
+            last_released: seq
+                .next_element()?
+                .ok_or_else(|| missing("last released"))?,
+            clock: seq.next_element()?.ok_or_else(|| missing("clock"))?,
+            pending: seq
+                .next_element()?
+                .ok_or_else(|| missing("pending events"))?,
+            cards: seq
+                .next_element_seed(CardsSeed(self.max_cards))?
+                .ok_or_else(|| missing("cards"))?,
+        })
+    }
 }
 
 /// An engine rebuilt from a snapshot.
@@ -98,7 +146,7 @@ impl Engine {
             pending: self.pending.iter().collect(),
             cards: self.cards.iter().collect(),
         };
-        let mut out = Vec::with_capacity(64 + self.cards.len() * 160);
+        let mut out = Vec::with_capacity(64 + self.cards.len() * 256);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Encoding plain data into a Vec cannot fail; an empty body would be refused on restore.
@@ -118,7 +166,16 @@ impl Engine {
         if found != FORMAT_VERSION {
             return Err(SnapshotError::UnsupportedVersion { found });
         }
-        let body: Body = postcard::from_bytes(body)?;
+        let body: Body = {
+            let _sharing = crate::intern::Interning::begin();
+            let mut decoder = postcard::Deserializer::from_bytes(body);
+            serde::de::DeserializeSeed::deserialize(
+                BodySeed {
+                    max_cards: config.max_tracked_cards,
+                },
+                &mut decoder,
+            )?
+        };
         let config_changed = body.config_fingerprint != config_fingerprint(&config);
         let mut engine = Engine::new(config)?;
         if body.watermark.lateness() != engine.watermark.lateness() {
@@ -137,7 +194,7 @@ impl Engine {
             pending.insert(tx);
         }
         engine.pending = pending;
-        engine.cards = CardTable::from_ordered(engine.config.max_tracked_cards, body.cards);
+        engine.cards = body.cards;
         Ok(Restored {
             engine,
             position: body.position,

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::ops::Range;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -233,6 +234,44 @@ impl Rows {
         match self {
             Rows::Jsonl { buf, .. } => buf,
             Rows::Csv { raw, .. } => raw,
+        }
+    }
+
+    /// True for plain §2 JSONL, whose rows decode apart from reading: see [`Rows::next_line`].
+    pub fn decodes_apart(&self) -> bool {
+        matches!(self, Rows::Jsonl { mapped: None, .. })
+    }
+
+    /// For plain JSONL only (see [`Rows::decodes_apart`]): appends the next non-blank line,
+    /// undecoded and without its line ending, to `out`, and returns its line number and where it
+    /// is in `out`; `None` at the end of the input. Its decoding, `decode_event(line, limits)`, is
+    /// exactly what [`Rows::next_row`] would have done.
+    pub fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<Option<(u64, Range<usize>)>> {
+        let Rows::Jsonl {
+            input,
+            line,
+            mapped: None,
+            ..
+        } = self
+        else {
+            return Err(io::Error::other("next_line is for plain JSONL"));
+        };
+        let start = out.len();
+        loop {
+            // Read straight into the caller's buffer: one copy per line, not two.
+            if input.reader.read_until(b'\n', out)? == 0 {
+                out.truncate(start);
+                return Ok(None);
+            }
+            *line += 1;
+            while out.len() > start && matches!(out.last(), Some(b'\n' | b'\r')) {
+                out.pop();
+            }
+            if out[start..].iter().all(u8::is_ascii_whitespace) {
+                out.truncate(start);
+                continue;
+            }
+            return Ok(Some((*line, start..out.len())));
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod input;
 pub mod mapping;
+mod read;
 pub mod report;
 pub mod sample;
 pub mod scoring;
@@ -27,7 +28,7 @@ use swipeguard_detectors::{Engine, Output, RejectReason, Transaction};
 use crate::codec::Rejected;
 use crate::config::Config;
 use crate::encode::{encode_alert, encode_event};
-use input::{Format, Rows};
+use input::Format;
 use mapping::{MappingError, MappingFile};
 use scoring::Scoring;
 use summary::Summary;
@@ -48,6 +49,8 @@ pub struct ReplayOptions {
     pub report: Option<PathBuf>,
     /// Show a progress bar (only ever on a terminal).
     pub progress: bool,
+    /// Threads decoding plain JSONL; 0 = one per core. The alerts do not depend on it.
+    pub decode_threads: usize,
 }
 
 /// Why a replay stopped.
@@ -117,83 +120,6 @@ impl Rejects {
     }
 }
 
-/// One row read by the reader thread: an event, or why it was refused and its raw bytes.
-type Row = (u64, Result<Transaction, (Rejected, Vec<u8>)>);
-
-/// Rows of one file, in order; the unit handed from the reader thread to the engine thread.
-struct Batch {
-    file: std::sync::Arc<str>,
-    rows: Vec<Row>,
-}
-
-const BATCH_ROWS: usize = 2048;
-
-/// The raw bytes of a refused row as they may be written to the rejects file: unchanged, or
-/// with card hashing on, redacted (JSON) or withheld (CSV) as `crate::ingest` describes.
-fn redact(config: &Config, format: Format, raw: &[u8]) -> Vec<u8> {
-    match (&config.hasher, format) {
-        (None, _) => raw.to_vec(),
-        (Some(h), Format::Jsonl) => h.redact_payload(raw),
-        (Some(_), Format::Csv { .. }) => crate::ingest::withheld(raw.len()),
-    }
-}
-
-/// Reads every input on the calling thread, sending rows in batches (the reader half of the
-/// two-stage pipeline: decoding and detection run on the two cores side by side).
-fn read_all(
-    opts: &ReplayOptions,
-    mapping: Option<&MappingFile>,
-    config: &Config,
-    bar: &ProgressBar,
-    send: std::sync::mpsc::SyncSender<Batch>,
-) -> Result<Vec<String>, ReplayError> {
-    let inputs = open_all(opts)?;
-    let mut names = Vec::new();
-    let mut done_before = 0u64;
-    for mut input in inputs {
-        let name: std::sync::Arc<str> = input.name.as_str().into();
-        names.push(input.name.clone());
-        let size = input.size;
-        let format = match opts.format.or_else(|| mapping.and_then(forced_format)) {
-            Some(f) => f,
-            None => input::detect(&mut *input.reader).map_err(io_err(name.to_string()))?,
-        };
-        let mut rows = Rows::new(input, format, mapping, config.decode_limits())?;
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
-        while let Some((line, result)) = rows.next_row().map_err(io_err(name.to_string()))? {
-            batch.push((
-                line,
-                result.map_err(|r| (r, redact(config, format, rows.raw()))),
-            ));
-            if batch.len() == BATCH_ROWS {
-                bar.set_position(done_before + rows.progress());
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                if send
-                    .send(Batch {
-                        file: name.clone(),
-                        rows: full,
-                    })
-                    .is_err()
-                {
-                    return Ok(names);
-                }
-            }
-        }
-        if !batch.is_empty()
-            && send
-                .send(Batch {
-                    file: name.clone(),
-                    rows: batch,
-                })
-                .is_err()
-        {
-            return Ok(names);
-        }
-        done_before += size;
-    }
-    Ok(names)
-}
-
 /// Runs the replay, writing alerts to `alerts_out`; returns the summary.
 pub fn replay(
     config: &Config,
@@ -224,9 +150,9 @@ pub fn replay(
     let bar = progress_bar(opts.progress, total);
 
     let names = std::thread::scope(|scope| -> Result<Vec<String>, ReplayError> {
-        let (send, receive) = std::sync::mpsc::sync_channel::<Batch>(8);
-        let reader = scope.spawn(|| read_all(opts, mapping.as_ref(), config, &bar, send));
-        for batch in receive {
+        let lanes = read::lanes(opts.decode_threads);
+        let mut batches = read::start(scope, opts, mapping.as_ref(), config, &bar, lanes);
+        for batch in &mut batches {
             for (line, result) in batch.rows {
                 summary.rows += 1;
                 match result {
@@ -260,7 +186,7 @@ pub fn replay(
                 alerts_out,
             )?;
         }
-        reader.join().unwrap_or(Err(ReplayError::ReaderPanicked))
+        batches.finish()
     })?;
     summary.files = names;
     if opts.sort {

@@ -291,3 +291,46 @@ fn a_bad_mapping_stops_the_replay_before_any_row() {
         .to_string();
     assert!(err.starts_with("mapping refers to columns not in the header: Kartennummer (the header has: card_token,"), "{err}");
 }
+
+#[test]
+fn the_decode_thread_count_changes_nothing_in_the_output() {
+    // Several files (batches cross file ends), bad lines among the good ones (rejects in order),
+    // and more batches than lanes: every thread count must give the same bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(sim_file(dir.path(), 1500)).unwrap();
+    let mut files = Vec::new();
+    let lines: Vec<&str> = good.lines().collect();
+    assert!(
+        lines.len() > 3 * 2048,
+        "more batches than lanes in each of three files"
+    );
+    for (i, chunk) in lines.chunks(lines.len() / 3 + 1).enumerate() {
+        let path = dir.path().join(format!("part-{i}.jsonl"));
+        let mut f = File::create(&path).unwrap();
+        for (j, line) in chunk.iter().enumerate() {
+            writeln!(f, "{line}").unwrap();
+            if j % 997 == 0 {
+                writeln!(f, "not json {i}/{j}").unwrap();
+            }
+        }
+        files.push(path);
+    }
+    let outputs: Vec<(Vec<u8>, String, u64)> = [1, 2, 3, 7]
+        .into_iter()
+        .map(|threads| {
+            let rejects = dir.path().join(format!("rejects-{threads}.jsonl"));
+            let o = ReplayOptions {
+                decode_threads: threads,
+                ..opts(files.clone(), &rejects)
+            };
+            let (alerts, summary) = run(&o);
+            assert!(summary.total_alerts() > 0);
+            let rejected = std::fs::read_to_string(&rejects).unwrap();
+            (alerts, rejected, summary.rows)
+        })
+        .collect();
+    assert!(outputs[0].1.lines().count() >= 2, "bad lines are rejected");
+    for other in &outputs[1..] {
+        assert!(other == &outputs[0], "output differs with the thread count");
+    }
+}
