@@ -12,22 +12,17 @@
 
 use std::time::{Duration, Instant};
 
-use swipeguard_detectors::testing::tx;
-use swipeguard_detectors::{Engine, EngineConfig, MerchantKind, Output};
+#[path = "support/steady_cards.rs"]
+mod steady_cards;
+
+use steady_cards::peak_rss;
+use swipeguard_detectors::{Engine, EngineConfig};
 
 const CARDS: usize = 1_000_000;
 
 /// The allocator the shipped binary uses (src/main.rs): restore is mostly allocation.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Peak resident set size of this process, from /proc (Linux), in bytes.
-fn peak_rss() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -54,22 +49,8 @@ fn main() {
         "the ceiling would evict cards"
     );
     let mut engine = Engine::new(config.clone()).expect("config");
-    let mut out = Output::default();
     let filling = Instant::now();
-    for round in 0..12i64 {
-        for c in 0..CARDS {
-            let t = 1_767_225_600_000 + round * 3_600_000 + c as i64;
-            let e = tx(&format!("evt-{round:02}-{c:08}"), t)
-                .card(&format!("card-{c:08}"))
-                .amount(3_000 + (c % 97) as u64 * 100)
-                .kind(MerchantKind::Pharmacy)
-                .region("310101")
-                .geo(31.23, 121.47)
-                .build();
-            engine.admit(e, &mut out);
-        }
-        out.alerts.clear();
-    }
+    steady_cards::fill(&mut engine, CARDS);
     let size = engine.state_size();
     assert_eq!(size.tracked_cards, CARDS);
     println!(

@@ -110,16 +110,6 @@ impl CardTable {
         self.cards.iter()
     }
 
-    /// Rebuilds a table from cards in least-to-most-recently-seen order.
-    pub fn from_ordered(max_cards: usize, cards: Vec<(CardId, CardState)>) -> Self {
-        let mut table = CardTable::new(max_cards);
-        table.cards.reserve(cards.len());
-        for (id, state) in cards {
-            table.cards.insert(id, state);
-        }
-        table
-    }
-
     /// Reads a sequence of `(card, state)` pairs in least-to-most-recently-seen order (as
     /// [`CardTable::iter`] gives them) straight into a table. A million cards restore in one
     /// pass: collecting them into a `Vec` first cost more than the decoding, in copies of the
