@@ -61,6 +61,19 @@ pub fn corpus() -> Vec<Case> {
             [b"{\"card_id\":\"".as_slice(), &[0xe2, 0x82], b"\"}"].concat(),
             "not_utf8",
         ));
+        // Bad bytes hidden in a field swipeguard otherwise ignores still refuse the message:
+        // what goes on to the alerts topic and the dead letters is always valid text.
+        b.push((
+            [
+                b"{\"event_id\":\"u1\",\"ts\":\"2026-01-01T00:00:00Z\",\"card_id\":\"c\","
+                    .as_slice(),
+                b"\"amount_minor\":1,\"merchant_id\":\"m\",\"outcome\":\"approved\",\"note\":\"",
+                &[0xc0, 0xaf],
+                b"\"}",
+            ]
+            .concat(),
+            "not_utf8",
+        ));
         // Not JSON.
         for t in [
             "not json",
