@@ -13,7 +13,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use swipeguard_detectors::{
     AmountMinor, CardId, Channel, DeclineReason, EventId, EventTime, GeoPoint, MerchantKind,
-    Outcome, RejectReason, Transaction,
+    Outcome, RejectReason, Text, Transaction,
 };
 
 /// Bounds applied while decoding, and the card-number protection applied right after.
@@ -182,8 +182,8 @@ fn required<'a>(field: &'static str, v: Option<Scalar<'a>>) -> Result<Cow<'a, st
     text(field, v)?.ok_or_else(|| missing(field))
 }
 
-fn boxed(v: Option<Cow<'_, str>>) -> Option<Box<str>> {
-    v.map(|s| s.into())
+fn short_text(v: Option<Cow<'_, str>>) -> Option<Text> {
+    v.map(|s| Text::from(s.as_ref()))
 }
 
 /// A word from a fixed vocabulary: strings only.
@@ -351,20 +351,20 @@ fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rej
         event_id: EventId::new(&event_id),
         ts,
         card_id: CardId::new(card_id),
-        account_id: boxed(text("account_id", raw.account_id)?),
+        account_id: short_text(text("account_id", raw.account_id)?),
         amount,
-        currency: boxed(word("currency", raw.currency)?),
+        currency: short_text(word("currency", raw.currency)?),
         merchant_id: merchant_id.into(),
         merchant_kind: word("merchant_kind", raw.merchant_kind)?.map(|k| MerchantKind::parse(&k)),
-        mcc: boxed(text("mcc", raw.mcc)?),
-        terminal_id: boxed(text("terminal_id", raw.terminal_id)?),
-        region: boxed(text("region", raw.region)?),
+        mcc: short_text(text("mcc", raw.mcc)?),
+        terminal_id: short_text(text("terminal_id", raw.terminal_id)?),
+        region: short_text(text("region", raw.region)?),
         geo,
         channel: word("channel", raw.channel)?.map(|c| Channel::parse(&c)),
         outcome,
         decline_reason: word("decline_reason", raw.decline_reason)?
             .map(|r| DeclineReason::parse(&r)),
-        label: boxed(text("label", raw.label)?),
+        label: short_text(text("label", raw.label)?),
         meta: Default::default(),
     })
 }

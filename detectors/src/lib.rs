@@ -34,7 +34,7 @@ pub use detector::Detector;
 pub use engine::{Admission, Counts, Engine, Output, StateSize};
 pub use model::{
     Action, Alert, AlertId, AmountMinor, CardId, Channel, DeclineReason, DetectorName, EventId,
-    EventMeta, EventTime, FeatureSurprise, GeoPoint, MerchantKind, Millis, Outcome, Severity,
+    EventMeta, EventTime, FeatureSurprise, GeoPoint, MerchantKind, Millis, Outcome, Severity, Text,
     Transaction,
 };
 pub use reject::RejectReason;

@@ -270,26 +270,30 @@ pub struct GeoPoint {
     pub lon: f64,
 }
 
+/// A short text field of an event (merchant, region, codes): up to 24 bytes are kept inline, so
+/// decoding an ordinary swipe allocates for its ids only, not for every code it carries.
+pub type Text = compact_str::CompactString;
+
 /// One swipe, decoded and validated (DESIGN §2).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Transaction {
     pub event_id: EventId,
     pub ts: EventTime,
     pub card_id: CardId,
-    pub account_id: Option<Box<str>>,
+    pub account_id: Option<Text>,
     pub amount: AmountMinor,
-    pub currency: Option<Box<str>>,
-    pub merchant_id: Box<str>,
+    pub currency: Option<Text>,
+    pub merchant_id: Text,
     pub merchant_kind: Option<MerchantKind>,
-    pub mcc: Option<Box<str>>,
-    pub terminal_id: Option<Box<str>>,
-    pub region: Option<Box<str>>,
+    pub mcc: Option<Text>,
+    pub terminal_id: Option<Text>,
+    pub region: Option<Text>,
     pub geo: Option<GeoPoint>,
     pub channel: Option<Channel>,
     pub outcome: Outcome,
     pub decline_reason: Option<DeclineReason>,
     /// Ground truth for scoring a replay. Detectors never read it.
-    pub label: Option<Box<str>>,
+    pub label: Option<Text>,
     /// Where and when the shell got the event (wall clock, for latency metrics). Detectors
     /// never read it and it never reaches an alert's content; it rides along so that the alert
     /// an event triggers can say when that event arrived.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use swipeguard_detectors::{
     AmountMinor, CardId, Channel, DeclineReason, EventId, EventTime, GeoPoint, MerchantKind,
-    Outcome, RejectReason, Transaction,
+    Outcome, RejectReason, Text, Transaction,
 };
 
 use super::mapping::{FieldSpec, MappingError, MappingFile};
@@ -226,24 +226,24 @@ impl Mapper {
             (Some(_), Some(_)) => return Err(Rejected::new(RejectReason::BadValue, "lat/lon")),
             _ => None,
         };
-        let boxed = |i: usize| t(i).map(|v| Box::<str>::from(v.as_ref()));
+        let short_text = |i: usize| t(i).map(|v| Text::from(v.as_ref()));
         let mut tx = Transaction {
             event_id: EventId::new(&event_id),
             ts,
             card_id: CardId::new(card_id.as_ref()),
-            account_id: boxed(3),
+            account_id: short_text(3),
             amount,
-            currency: boxed(5),
+            currency: short_text(5),
             merchant_id: merchant_id.as_ref().into(),
             merchant_kind: t(7).map(|k| MerchantKind::parse(&k)),
-            mcc: boxed(8),
-            terminal_id: boxed(9),
-            region: boxed(10),
+            mcc: short_text(8),
+            terminal_id: short_text(9),
+            region: short_text(10),
             geo,
             channel: t(13).map(|c| Channel::parse(&c)),
             outcome,
             decline_reason: t(15).map(|r| DeclineReason::parse(&r)),
-            label: boxed(16),
+            label: short_text(16),
             meta: Default::default(),
         };
         if let Some(h) = &self.limits.hasher {
