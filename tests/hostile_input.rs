@@ -150,6 +150,45 @@ fn a_csv_line_of_megabytes_is_refused_and_the_rest_processed() {
     .unwrap();
     assert_eq!(r["reason"], "oversized");
     assert_eq!(r["line"], 3);
+    // Only the head of the row is kept, never the megabytes.
+    assert!(r["raw"].as_str().unwrap().len() <= 64 * 1024 + 1);
+}
+
+#[test]
+fn a_jsonl_line_of_megabytes_is_cut_while_read_refused_and_the_rest_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.jsonl");
+    let event = |id: &str, ms: u64, merchant: &str| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"ts\":{ms},\"card_id\":\"c1\",\"amount_minor\":100,\
+             \"merchant_id\":\"{merchant}\",\"outcome\":\"approved\"}}\n"
+        )
+    };
+    let mut text = event("a", 1_767_580_200_000, "m1");
+    text.push_str(&event("b", 1_767_580_201_000, &"m".repeat(24 << 20)));
+    text.push_str(&event("c", 1_767_580_202_000, "m1"));
+    std::fs::write(&file, text).unwrap();
+    // Both the parallel decode lanes (plain JSONL) and the reader's own decoding (a mapping).
+    let mapping = dir.path().join("identity.toml");
+    std::fs::write(&mapping, "[source]\nformat = \"jsonl\"\n").unwrap();
+    for mapping in [None, Some(mapping)] {
+        let rejects = dir.path().join("rejects.jsonl");
+        let opts = ReplayOptions {
+            files: vec![file.clone()],
+            mapping: mapping.clone(),
+            rejects: Some(rejects.clone()),
+            ..ReplayOptions::default()
+        };
+        let summary = replay(&Config::default(), &opts, &mut Vec::new()).unwrap();
+        assert_eq!(summary.counts.released, 2, "mapping {mapping:?}");
+        let text = std::fs::read_to_string(&rejects).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1);
+        let r: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(r["reason"], "oversized");
+        assert_eq!(r["line"], 2);
+        assert_eq!(r["raw"].as_str().unwrap().len(), 64 * 1024 + 1);
+    }
 }
 
 #[test]

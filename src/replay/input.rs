@@ -12,6 +12,7 @@ use flate2::read::MultiGzDecoder;
 use swipeguard_detectors::{RejectReason, Transaction};
 
 use super::convert::{Mapper, FIELDS};
+use super::linecap::{read_line_capped, LineCap, Truncated};
 use super::mapping::{MappingError, MappingFile};
 use crate::codec::{decode_event, DecodeLimits, Rejected};
 
@@ -139,6 +140,9 @@ pub enum Rows {
         buf: Vec<u8>,
         limits: DecodeLimits,
         mapped: Option<(Mapper, Vec<String>)>,
+        /// Bytes of a line kept at most: one over the message limit, enough to be refused as
+        /// `oversized` and shown in the rejects file.
+        cap: usize,
     },
     Csv {
         input_name: String,
@@ -149,6 +153,7 @@ pub enum Rows {
         limits: DecodeLimits,
         raw: Vec<u8>,
         delimiter: u8,
+        truncated: Truncated,
     },
 }
 
@@ -160,6 +165,9 @@ impl Rows {
         mapping: Option<&MappingFile>,
         limits: DecodeLimits,
     ) -> Result<Rows, MappingError> {
+        // No line is held past the message limit: the part kept is one byte over, enough to be
+        // refused as `oversized` and shown in the rejects file.
+        let cap = limits.max_bytes.saturating_add(1);
         match format {
             Format::Jsonl => {
                 let mapped = match mapping {
@@ -182,17 +190,21 @@ impl Rows {
                     buf: Vec::with_capacity(512),
                     limits,
                     mapped,
+                    cap,
                 })
             }
             Format::Csv { delimiter } => {
                 let has_header = mapping.is_none_or(|m| m.source.header);
                 let name = input.name.clone();
                 let bytes_read = input.bytes_read.clone();
+                let truncated = Truncated::default();
+                let capped: Box<dyn BufRead> =
+                    Box::new(LineCap::new(input.reader, cap, truncated.clone()));
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(delimiter)
                     .has_headers(has_header)
                     .flexible(true)
-                    .from_reader(input.reader);
+                    .from_reader(capped);
                 let header: Vec<String> = if has_header {
                     reader
                         .headers()
@@ -217,6 +229,7 @@ impl Rows {
                     limits,
                     raw: Vec::new(),
                     delimiter,
+                    truncated,
                 })
             }
         }
@@ -251,6 +264,7 @@ impl Rows {
             input,
             line,
             mapped: None,
+            cap,
             ..
         } = self
         else {
@@ -259,11 +273,18 @@ impl Rows {
         let start = out.len();
         loop {
             // Read straight into the caller's buffer: one copy per line, not two.
-            if input.reader.read_until(b'\n', out)? == 0 {
+            let Some(cut) = read_line_capped(&mut *input.reader, out, *cap)? else {
                 out.truncate(start);
                 return Ok(None);
-            }
+            };
             *line += 1;
+            if cut {
+                // Kept one byte over the limit, so decoding refuses it as `oversized`.
+                if out.last() == Some(&b'\n') {
+                    out.pop();
+                }
+                return Ok(Some((*line, start..out.len())));
+            }
             while out.len() > start && matches!(out.last(), Some(b'\n' | b'\r')) {
                 out.pop();
             }
@@ -284,12 +305,22 @@ impl Rows {
                 buf,
                 limits,
                 mapped,
+                cap,
             } => loop {
                 buf.clear();
-                if input.reader.read_until(b'\n', buf)? == 0 {
+                let Some(cut) = read_line_capped(&mut *input.reader, buf, *cap)? else {
                     return Ok(None);
-                }
+                };
                 *line += 1;
+                if cut {
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    return Ok(Some((
+                        *line,
+                        Err(Rejected::new(RejectReason::Oversized, "message")),
+                    )));
+                }
                 while matches!(buf.last(), Some(b'\n' | b'\r')) {
                     buf.pop();
                 }
@@ -309,6 +340,7 @@ impl Rows {
                 limits,
                 raw,
                 delimiter,
+                truncated,
                 ..
             } => match reader.read_byte_record(record) {
                 Ok(false) => Ok(None),
@@ -321,7 +353,9 @@ impl Rows {
                         }
                         raw.extend_from_slice(field);
                     }
-                    if raw.len() > limits.max_bytes {
+                    // A line of the record cut by the reader, or a record over the limit.
+                    let cut = truncated.take_before(reader.position().line().max(line + 1));
+                    if cut || raw.len() > limits.max_bytes {
                         return Ok(Some((
                             line,
                             Err(Rejected::new(RejectReason::Oversized, "row")),
@@ -341,10 +375,13 @@ impl Rows {
                     if let csv::ErrorKind::Io(io) = e.kind() {
                         return Err(io::Error::new(io.kind(), io.to_string()));
                     }
-                    Ok(Some((
-                        line,
-                        Err(Rejected::new(RejectReason::MalformedRow, e.to_string())),
-                    )))
+                    let rejected = if truncated.take_before(reader.position().line().max(line + 1))
+                    {
+                        Rejected::new(RejectReason::Oversized, "row")
+                    } else {
+                        Rejected::new(RejectReason::MalformedRow, e.to_string())
+                    };
+                    Ok(Some((line, Err(rejected))))
                 }
             },
         }

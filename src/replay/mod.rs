@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod input;
+mod linecap;
 pub mod mapping;
 mod read;
 pub mod report;
