@@ -12,6 +12,28 @@ use swipeguard::config::Config;
 use swipeguard::replay::{replay, ReplayOptions};
 use swipeguard_detectors::{Engine, EngineConfig, Output};
 
+/// Replays `file` (through `mapping`, if any) with default settings: events processed, and the
+/// rejects file's records.
+fn replay_file(
+    file: &std::path::Path,
+    mapping: Option<std::path::PathBuf>,
+) -> (u64, Vec<serde_json::Value>) {
+    let rejects = file.with_extension("rejects.jsonl");
+    let opts = ReplayOptions {
+        files: vec![file.to_path_buf()],
+        mapping,
+        rejects: Some(rejects.clone()),
+        ..ReplayOptions::default()
+    };
+    let summary = replay(&Config::default(), &opts, &mut Vec::new()).unwrap();
+    let lines = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (summary.counts.released, lines)
+}
+
 #[test]
 fn the_corpus_through_replay() {
     let cases = corpus();
@@ -25,21 +47,10 @@ fn the_corpus_through_replay() {
         bytes.push(b'\n');
     }
     std::fs::write(&file, bytes).unwrap();
-    let rejects = dir.path().join("rejects.jsonl");
-    let opts = ReplayOptions {
-        files: vec![file],
-        rejects: Some(rejects.clone()),
-        ..ReplayOptions::default()
-    };
-    let summary = replay(&Config::default(), &opts, &mut Vec::new()).unwrap();
+    let (released, lines) = replay_file(&file, None);
 
     let good = cases.iter().filter(|c| c.reason.is_none()).count() as u64;
-    assert_eq!(summary.counts.released, good, "every good event processed");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&rejects)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert_eq!(released, good, "every good event processed");
     // Each refused line carries the reason expected for that line.
     for r in &lines {
         let line = r["line"].as_u64().unwrap() as usize;
@@ -132,22 +143,9 @@ fn a_csv_line_of_megabytes_is_refused_and_the_rest_processed() {
     ));
     text.push_str("c,1767580202000,c1,100,m1,approved\n");
     std::fs::write(&file, text).unwrap();
-    let rejects = dir.path().join("rejects.jsonl");
-    let opts = ReplayOptions {
-        files: vec![file],
-        rejects: Some(rejects.clone()),
-        ..ReplayOptions::default()
-    };
-    let summary = replay(&Config::default(), &opts, &mut Vec::new()).unwrap();
-    assert_eq!(summary.counts.released, 2);
-    let r: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&rejects)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let (released, lines) = replay_file(&file, None);
+    assert_eq!(released, 2);
+    let r = &lines[0];
     assert_eq!(r["reason"], "oversized");
     assert_eq!(r["line"], 3);
     // Only the head of the row is kept, never the megabytes.
@@ -172,19 +170,10 @@ fn a_jsonl_line_of_megabytes_is_cut_while_read_refused_and_the_rest_processed() 
     let mapping = dir.path().join("identity.toml");
     std::fs::write(&mapping, "[source]\nformat = \"jsonl\"\n").unwrap();
     for mapping in [None, Some(mapping)] {
-        let rejects = dir.path().join("rejects.jsonl");
-        let opts = ReplayOptions {
-            files: vec![file.clone()],
-            mapping: mapping.clone(),
-            rejects: Some(rejects.clone()),
-            ..ReplayOptions::default()
-        };
-        let summary = replay(&Config::default(), &opts, &mut Vec::new()).unwrap();
-        assert_eq!(summary.counts.released, 2, "mapping {mapping:?}");
-        let text = std::fs::read_to_string(&rejects).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
+        let (released, lines) = replay_file(&file, mapping.clone());
+        assert_eq!(released, 2, "mapping {mapping:?}");
         assert_eq!(lines.len(), 1);
-        let r: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let r = &lines[0];
         assert_eq!(r["reason"], "oversized");
         assert_eq!(r["line"], 2);
         assert_eq!(r["raw"].as_str().unwrap().len(), 64 * 1024 + 1);

@@ -280,9 +280,6 @@ impl Rows {
             *line += 1;
             if cut {
                 // Kept one byte over the limit, so decoding refuses it as `oversized`.
-                if out.last() == Some(&b'\n') {
-                    out.pop();
-                }
                 return Ok(Some((*line, start..out.len())));
             }
             while out.len() > start && matches!(out.last(), Some(b'\n' | b'\r')) {
@@ -313,9 +310,6 @@ impl Rows {
                 };
                 *line += 1;
                 if cut {
-                    if buf.last() == Some(&b'\n') {
-                        buf.pop();
-                    }
                     return Ok(Some((
                         *line,
                         Err(Rejected::new(RejectReason::Oversized, "message")),
@@ -354,7 +348,7 @@ impl Rows {
                         raw.extend_from_slice(field);
                     }
                     // A line of the record cut by the reader, or a record over the limit.
-                    let cut = truncated.take_before(reader.position().line().max(line + 1));
+                    let cut = truncated.take_record(line, reader.position().line());
                     if cut || raw.len() > limits.max_bytes {
                         return Ok(Some((
                             line,
@@ -375,8 +369,7 @@ impl Rows {
                     if let csv::ErrorKind::Io(io) = e.kind() {
                         return Err(io::Error::new(io.kind(), io.to_string()));
                     }
-                    let rejected = if truncated.take_before(reader.position().line().max(line + 1))
-                    {
+                    let rejected = if truncated.take_record(line, reader.position().line()) {
                         Rejected::new(RejectReason::Oversized, "row")
                     } else {
                         Rejected::new(RejectReason::MalformedRow, e.to_string())

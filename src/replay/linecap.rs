@@ -18,8 +18,14 @@ use std::rc::Rc;
 pub struct Truncated(Rc<RefCell<VecDeque<u64>>>);
 
 impl Truncated {
+    /// True when a line of the record starting at line `start` was cut, the next record
+    /// starting at `next_start` (the last record may end without a line break); forgets them.
+    pub fn take_record(&self, start: u64, next_start: u64) -> bool {
+        self.take_before(next_start.max(start + 1))
+    }
+
     /// True when any line before `end` was cut; forgets them.
-    pub fn take_before(&self, end: u64) -> bool {
+    fn take_before(&self, end: u64) -> bool {
         let mut cut = self.0.borrow_mut();
         let mut any = false;
         while cut.front().is_some_and(|&l| l < end) {
@@ -142,9 +148,9 @@ impl<R: BufRead> Read for LineCap<R> {
     }
 }
 
-/// Appends the next line of `reader` to `out`, through its `\n`, keeping at most `cap` bytes
-/// before the `\n` and dropping the rest unread into memory. `None` at the end of the input;
-/// otherwise whether the line was cut. What JSONL reading uses in place of `read_until`.
+/// Appends the next line of `reader` to `out` without its `\n`, keeping at most `cap` bytes and
+/// dropping the rest unread into memory. `None` at the end of the input; otherwise whether the
+/// line was cut. What JSONL reading uses in place of `read_until`.
 pub fn read_line_capped(
     reader: &mut dyn BufRead,
     out: &mut Vec<u8>,
@@ -165,9 +171,6 @@ pub fn read_line_capped(
         let take = body.min(cap - kept);
         cut |= take < body;
         out.extend_from_slice(&buf[..take]);
-        if done {
-            out.push(b'\n');
-        }
         kept += take;
         reader.consume(len);
         if done {
@@ -238,9 +241,9 @@ mod tests {
                 }
             }
             let want: Vec<(Vec<u8>, bool)> = vec![
-                (b"ab\n".to_vec(), false),
-                (b"0123\n".to_vec(), true),
-                (b"0123\n".to_vec(), false),
+                (b"ab".to_vec(), false),
+                (b"0123".to_vec(), true),
+                (b"0123".to_vec(), false),
                 (b"xyz".to_vec(), false),
             ];
             assert_eq!(lines, want, "chunk {chunk}");
@@ -257,5 +260,7 @@ mod tests {
         assert!(!t.take_before(5));
         assert!(t.take_before(9));
         assert!(!t.take_before(9));
+        t.push(12);
+        assert!(t.take_record(12, 12), "a last record without a line break");
     }
 }
