@@ -30,8 +30,8 @@ use swipeguard::codec::{decode_event, parse_rfc3339, DecodeLimits, Rejected};
 use swipeguard::simulate::{simulate, SimOptions};
 use swipeguard_detectors::{
     AmountMinor, CardId, Channel, DeclineReason, DetectorName, DetectorsConfig, Engine,
-    EngineConfig, EventId, EventTime, GeoPoint, MerchantKind, Outcome, Output, RejectReason, Text,
-    Transaction,
+    EngineConfig, EventId, EventTime, GeoPoint, KeyKind, MerchantKind, Outcome, Output,
+    RejectReason, Text, Transaction,
 };
 
 const DECODE_LINES: usize = 10_000;
@@ -356,16 +356,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Elements(events.len() as u64));
     g.sample_size(10);
-    let mut two = DetectorsConfig::default();
-    for d in [
-        DetectorName::PinSuccessAfterFailures,
-        DetectorName::ImpossibleTravel,
-        DetectorName::OffPattern,
-    ] {
-        two.set_enabled(d, false);
-    }
+    let two = DetectorsConfig::default().only(&[
+        DetectorName::named("rapid_fire"),
+        DetectorName::named("failed_pin"),
+    ]);
+    let card = DetectorsConfig::default().only_keys(&[KeyKind::Card]);
     for (name, detectors) in [
         ("all_detectors", DetectorsConfig::default()),
+        ("card_detectors", card),
         ("rapid_fire_failed_pin", two),
     ] {
         let config = EngineConfig {

@@ -1,4 +1,5 @@
-//! Criterion benches of the pure core on decoded events: the full engine and each detector
+//! Criterion benches of the pure core on decoded events: the card stage (the five card
+//! detectors, the engine the releases before stages ran), every detector, and each detector
 //! alone, over a skewed synthetic stream (`testing::synthetic_stream`).
 //!
 //! `cargo bench --bench engine` — results and the machine in BENCHMARKS.md.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use swipeguard_detectors::testing::synthetic_stream;
-use swipeguard_detectors::{DetectorName, Engine, EngineConfig, Output, Transaction};
+use swipeguard_detectors::{DetectorName, Engine, EngineConfig, KeyKind, Output, Transaction};
 
 const EVENTS: usize = 200_000;
 
@@ -32,18 +33,27 @@ fn full_engine(c: &mut Criterion) {
         // Lateness 0 gets an in-order stream; 30 s gets arrival jitter of up to 5 s.
         for (lateness, jitter_ms) in [(0u64, 0u64), (30, 5_000)] {
             let events = synthetic_stream(EVENTS, cards, jitter_ms, 7);
-            let cfg = EngineConfig {
+            let all = EngineConfig {
                 allowed_lateness: Duration::from_secs(lateness),
                 ..EngineConfig::default()
             };
-            let id = BenchmarkId::new(format!("lateness_{lateness}s"), format!("{cards}_cards"));
-            group.bench_with_input(id, &events, |b, events| {
-                b.iter_batched(
-                    || events.clone(),
-                    |evs| black_box(run(&cfg, evs)),
-                    BatchSize::LargeInput,
-                )
-            });
+            let card = EngineConfig {
+                detectors: all.detectors.only_keys(&[KeyKind::Card]),
+                ..all.clone()
+            };
+            for (stages, cfg) in [("card_stage", card), ("all_stages", all)] {
+                let id = BenchmarkId::new(
+                    format!("{stages}/lateness_{lateness}s"),
+                    format!("{cards}_cards"),
+                );
+                group.bench_with_input(id, &events, |b, events| {
+                    b.iter_batched(
+                        || events.clone(),
+                        |evs| black_box(run(&cfg, evs)),
+                        BatchSize::LargeInput,
+                    )
+                });
+            }
         }
     }
     group.finish();
@@ -75,7 +85,7 @@ fn each_detector(c: &mut Criterion) {
             )
         },
     );
-    for d in DetectorName::ALL {
+    for d in DetectorName::all() {
         let cfg = EngineConfig {
             detectors: base.detectors.only(&[d]),
             ..base.clone()

@@ -98,6 +98,10 @@ pub struct ReplayArgs {
     /// Threads decoding JSONL input [default: one per core]; the alerts never depend on it.
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub decode_threads: usize,
+    /// Threads running the detector stages (card, terminal, …) [default: one per stage]; the
+    /// alerts and their order never depend on it.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    pub stage_threads: usize,
 }
 
 #[derive(Debug, Args)]

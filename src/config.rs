@@ -86,6 +86,9 @@ pub struct EngineSection {
     pub idle_watermark_after: Duration,
     /// Most cards tracked per partition; past it the least recently seen card is forgotten.
     pub max_tracked_cards: usize,
+    /// The same ceiling for the other stages' keys (terminals, insured persons, traceability
+    /// codes), per partition.
+    pub max_tracked_keys: swipeguard_detectors::MaxTrackedKeys,
     /// Daemon: snapshot a partition after this many events…
     pub snapshot_every_events: u64,
     /// …or after this much wall time with new events, whichever comes first.
@@ -99,6 +102,7 @@ impl Default for EngineSection {
             allowed_lateness: Duration::from_secs(30),
             idle_watermark_after: Duration::from_secs(60),
             max_tracked_cards: 1_000_000,
+            max_tracked_keys: Default::default(),
             snapshot_every_events: 100_000,
             snapshot_every: Duration::from_secs(30),
         }
@@ -313,10 +317,31 @@ impl Config {
     }
 
     /// What one partition's engine needs.
+    /// The engine the daemon runs per partition of the swipes topic: the card stage. The other
+    /// stages need their events brought together by key across partitions (DESIGN §11), which
+    /// the daemon does not do yet; they run in replay.
+    pub fn live_engine_config(&self) -> EngineConfig {
+        let mut c = self.engine_config();
+        c.detectors = c
+            .detectors
+            .only_keys(&[swipeguard_detectors::KeyKind::Card]);
+        c
+    }
+
+    /// Enabled detectors that the daemon does not run (see [`Config::live_engine_config`]).
+    pub fn replay_only_detectors(&self) -> Vec<swipeguard_detectors::DetectorName> {
+        self.detectors
+            .enabled()
+            .into_iter()
+            .filter(|d| d.key() != swipeguard_detectors::KeyKind::Card)
+            .collect()
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             allowed_lateness: self.engine.allowed_lateness,
             max_tracked_cards: self.engine.max_tracked_cards,
+            max_tracked_keys: self.engine.max_tracked_keys.clone(),
             detectors: self.detectors.clone(),
         }
     }

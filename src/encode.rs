@@ -1,6 +1,7 @@
 //! JSON encoding of alerts (DESIGN §4) and of events (DESIGN §2, for `simulate` and `produce`).
 //! One object per line; field order is fixed so that byte-identical input gives byte-identical
-//! output.
+//! output. The alert members added since the first release (`reason`, `subject`) come last, so
+//! that what every alert carried before is byte for byte what it carries now.
 
 use serde::Serialize;
 use swipeguard_detectors::{Alert, FeatureSurprise, Millis, Transaction};
@@ -30,6 +31,15 @@ struct AlertJson<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     features: &'a [FeatureSurprise],
     detector_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    subject: SubjectJson<'a>,
+}
+
+#[derive(Serialize)]
+struct SubjectJson<'a> {
+    kind: &'static str,
+    id: &'a str,
 }
 
 /// `24h`, `90m`, `45s`, `250ms`: the largest whole unit, as config durations are written.
@@ -62,6 +72,11 @@ pub fn encode_alert(alert: &Alert, out: &mut Vec<u8>) {
         explanation: &alert.explanation,
         features: &alert.features,
         detector_version: &alert.detector_version,
+        reason: alert.reason.as_deref(),
+        subject: SubjectJson {
+            kind: alert.subject.kind.as_str(),
+            id: &alert.subject.id,
+        },
     };
     // Writing plain strings and finite numbers into a Vec cannot fail.
     if serde_json::to_writer(&mut *out, &json).is_ok() {

@@ -118,6 +118,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         report: args.report.clone(),
         progress: !args.no_progress,
         decode_threads: args.decode_threads,
+        stage_threads: args.stage_threads,
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(

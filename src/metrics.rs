@@ -8,7 +8,7 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use swipeguard_detectors::{Counts, DetectorName, RejectReason, Severity};
+use swipeguard_detectors::{Counts, DetectorName, DiscardReason, KeyKind, RejectReason, Severity};
 
 /// Buckets for latencies from sub-millisecond to a minute (event→alert and per batch).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -33,6 +33,8 @@ pub struct Metrics {
     pub tracked_cards: IntGaugeVec,
     pub state_bytes: IntGaugeVec,
     pub buffered_events: IntGaugeVec,
+    pub in_flight_records: IntGaugeVec,
+    pub state_discarded: IntCounterVec,
     pub evictions: IntCounterVec,
     pub snapshot_age: GaugeVec,
     pub snapshot_bytes: IntGaugeVec,
@@ -82,6 +84,8 @@ pub const NAMES: &[&str] = &[
     "swipeguard_kafka_rx_messages",
     "swipeguard_kafka_tx_messages",
     "swipeguard_consumed_messages_total",
+    "swipeguard_in_flight_records",
+    "swipeguard_state_discarded_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -303,6 +307,18 @@ impl Metrics {
                 r.register(Box::new(c.clone()))?;
                 c
             },
+            in_flight_records: gauge_vec(
+                &r,
+                NAMES[29],
+                "Alerts and dead letters sent but not yet acknowledged by the broker, per partition.",
+                &["partition"],
+            )?,
+            state_discarded: counter_vec(
+                &r,
+                NAMES[30],
+                "Detector state sections of a restored snapshot that were not loaded (their detector started empty), by detector and reason: version, config, not_running, corrupt.",
+                &["detector", "reason"],
+            )?,
             registry: r,
         };
         m.touch_label_sets();
@@ -318,8 +334,12 @@ impl Metrics {
             self.invalid_events.with_label_values(&[reason.as_str()]);
             self.dead_letters.with_label_values(&[reason.as_str()]);
         }
-        for d in DetectorName::ALL {
+        for d in DetectorName::all() {
             self.alerts_suppressed.with_label_values(&[d.as_str()]);
+            for reason in DiscardReason::ALL {
+                self.state_discarded
+                    .with_label_values(&[d.as_str(), reason.as_str()]);
+            }
             for s in Severity::ALL {
                 self.alerts.with_label_values(&[d.as_str(), s.as_str()]);
             }
@@ -354,27 +374,39 @@ impl Metrics {
         }
     }
 
-    /// Adds one batch's engine counts.
+    /// Adds one batch's engine counts. Event results are the card stage's (the stage that reads
+    /// the swipes topic); evictions are every stage's.
     pub fn record_counts(&self, c: &Counts) {
+        let card = c.stage(KeyKind::Card);
         self.events
             .with_label_values(&["processed"])
-            .inc_by(c.released);
-        self.events.with_label_values(&["late"]).inc_by(c.late);
+            .inc_by(card.released);
+        self.events.with_label_values(&["late"]).inc_by(card.late);
         self.events
             .with_label_values(&["duplicate"])
-            .inc_by(c.duplicates);
-        self.late_after_idle.inc_by(c.late_after_idle);
-        for d in DetectorName::ALL {
+            .inc_by(card.duplicates);
+        self.late_after_idle.inc_by(card.late_after_idle);
+        for d in DetectorName::all() {
             self.alerts_suppressed
                 .with_label_values(&[d.as_str()])
                 .inc_by(c.suppressed[d.index()]);
         }
-        self.evictions
-            .with_label_values(&["idle"])
-            .inc_by(c.evicted_idle);
+        let (idle, capacity) = c.stages.iter().fold((0, 0), |(i, k), s| {
+            (i + s.evicted_idle, k + s.evicted_capacity)
+        });
+        self.evictions.with_label_values(&["idle"]).inc_by(idle);
         self.evictions
             .with_label_values(&["capacity"])
-            .inc_by(c.evicted_capacity);
+            .inc_by(capacity);
+    }
+
+    /// Counts the snapshot sections a restore did not load.
+    pub fn record_discarded(&self, discarded: &[swipeguard_detectors::Discarded]) {
+        for d in discarded {
+            self.state_discarded
+                .with_label_values(&[&d.detector, d.reason.as_str()])
+                .inc();
+        }
     }
 
     /// Drops the per-partition series of a partition this daemon no longer owns.
@@ -385,6 +417,7 @@ impl Metrics {
             &self.tracked_cards,
             &self.state_bytes,
             &self.buffered_events,
+            &self.in_flight_records,
             &self.snapshot_bytes,
         ] {
             let _ = g.remove_label_values(&[&p]);
@@ -417,6 +450,7 @@ mod tests {
         m.tracked_cards.with_label_values(&["0"]).set(1);
         m.state_bytes.with_label_values(&["0"]).set(1);
         m.buffered_events.with_label_values(&["0"]).set(1);
+        m.in_flight_records.with_label_values(&["0"]).set(1);
         m.snapshot_bytes.with_label_values(&["0"]).set(1);
         m.snapshot_age.with_label_values(&["0"]).set(1.0);
         m.event_time_lag.with_label_values(&["0"]).set(1.0);

@@ -28,7 +28,15 @@ fn a_twenty_second_broker_outage_loses_nothing_and_shows_not_ready() {
         "{}",
         daemon.log_text()
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // The outage falls mid-stream: the daemon has processed part of the first half.
+    assert!(
+        wait_until(Duration::from_secs(60), || daemon
+            .metric(r#"swipeguard_events_total{result="processed"}"#)
+            .unwrap_or(0.0)
+            > 0.0),
+        "{}",
+        daemon.log_text()
+    );
 
     broker.stop();
     let not_ready = wait_until(Duration::from_secs(15), || {

@@ -47,7 +47,17 @@ fn three_daemons_with_a_rebalance_find_what_one_finds() {
             .all(|d| assigned(d) == 2.0)),
         "partitions not spread 2/2/2"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Every daemon has worked on its share before one of them leaves.
+    let processed = |d: &Daemon| {
+        d.metric(r#"swipeguard_events_total{result="processed"}"#)
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || daemons
+            .iter()
+            .all(|d| processed(d) > 0.0)),
+        "a daemon processed nothing"
+    );
 
     // One daemon leaves half-way; the others take over its partitions from its snapshots.
     let (code, _) = daemons[2].terminate(Duration::from_secs(30));

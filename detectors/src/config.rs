@@ -13,7 +13,8 @@ use crate::detectors::impossible_travel::ImpossibleTravelConfig;
 use crate::detectors::off_pattern::OffPatternConfig;
 use crate::detectors::pin_success::PinSuccessConfig;
 use crate::detectors::rapid_fire::RapidFireConfig;
-use crate::model::{DetectorName, Millis};
+use crate::detectors::terminal_pin_probe::TerminalPinProbeConfig;
+use crate::model::{DetectorName, KeyKind, Millis};
 
 /// A configuration value the engine cannot run with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,7 +43,7 @@ pub(crate) fn positive(key: &str, d: Duration) -> Result<Millis, ConfigError> {
     Ok(ms)
 }
 
-/// `[detectors]`: one table per detector.
+/// `[detectors]`: one table per detector (each registered in [`crate::registry`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorsConfig {
@@ -51,46 +52,78 @@ pub struct DetectorsConfig {
     pub rapid_fire: RapidFireConfig,
     pub impossible_travel: ImpossibleTravelConfig,
     pub off_pattern: OffPatternConfig,
+    pub terminal_pin_probe: TerminalPinProbeConfig,
 }
 
 impl DetectorsConfig {
     pub fn is_enabled(&self, name: DetectorName) -> bool {
-        match name {
-            DetectorName::FailedPin => self.failed_pin.enabled,
-            DetectorName::PinSuccessAfterFailures => self.pin_success_after_failures.enabled,
-            DetectorName::RapidFire => self.rapid_fire.enabled,
-            DetectorName::ImpossibleTravel => self.impossible_travel.enabled,
-            DetectorName::OffPattern => self.off_pattern.enabled,
-        }
+        (name.registration().enabled)(self)
     }
 
     pub fn set_enabled(&mut self, name: DetectorName, on: bool) {
-        match name {
-            DetectorName::FailedPin => self.failed_pin.enabled = on,
-            DetectorName::PinSuccessAfterFailures => self.pin_success_after_failures.enabled = on,
-            DetectorName::RapidFire => self.rapid_fire.enabled = on,
-            DetectorName::ImpossibleTravel => self.impossible_travel.enabled = on,
-            DetectorName::OffPattern => self.off_pattern.enabled = on,
-        }
+        (name.registration().set_enabled)(self, on)
     }
 
     /// A copy with only `keep` enabled.
     pub fn only(&self, keep: &[DetectorName]) -> DetectorsConfig {
         let mut out = self.clone();
-        for d in DetectorName::ALL {
+        for d in DetectorName::all() {
             out.set_enabled(d, keep.contains(&d));
         }
         out
     }
+
+    /// A copy with only the detectors keyed by `kinds` left as they are (the others off).
+    pub fn only_keys(&self, kinds: &[KeyKind]) -> DetectorsConfig {
+        let mut out = self.clone();
+        for d in DetectorName::all() {
+            if !kinds.contains(&d.key()) {
+                out.set_enabled(d, false);
+            }
+        }
+        out
+    }
+
+    /// The enabled detectors, in registry order.
+    pub fn enabled(&self) -> Vec<DetectorName> {
+        DetectorName::all()
+            .filter(|d| self.is_enabled(*d))
+            .collect()
+    }
 }
 
-/// What the engine of one partition needs: lateness, the card ceiling and the detectors.
+/// `[engine.max_tracked_keys]`: the ceiling on tracked keys of each stage other than the card
+/// stage (which has `engine.max_tracked_cards`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxTrackedKeys {
+    /// Terminals (or merchants, for events without a terminal).
+    pub terminal: usize,
+    /// Insured persons.
+    pub account: usize,
+    /// Drug traceability codes.
+    pub trace_code: usize,
+}
+
+impl Default for MaxTrackedKeys {
+    fn default() -> Self {
+        MaxTrackedKeys {
+            terminal: 1_000_000,
+            account: 1_000_000,
+            trace_code: 20_000_000,
+        }
+    }
+}
+
+/// What the engine of one partition needs: lateness, the ceilings and the detectors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// How far behind the newest event time an event may arrive and still be detected.
     pub allowed_lateness: Duration,
     /// Most cards tracked at once; past it the least recently seen card is forgotten.
     pub max_tracked_cards: usize,
+    /// The same for the other key kinds.
+    pub max_tracked_keys: MaxTrackedKeys,
     pub detectors: DetectorsConfig,
 }
 
@@ -99,8 +132,35 @@ impl Default for EngineConfig {
         EngineConfig {
             allowed_lateness: Duration::from_secs(30),
             max_tracked_cards: 1_000_000,
+            max_tracked_keys: MaxTrackedKeys::default(),
             detectors: DetectorsConfig::default(),
         }
+    }
+}
+
+impl EngineConfig {
+    /// The ceiling on tracked keys of a stage, checked.
+    pub fn max_tracked(&self, kind: KeyKind) -> Result<usize, ConfigError> {
+        let (key, max) = match kind {
+            KeyKind::Card => ("engine.max_tracked_cards", self.max_tracked_cards),
+            KeyKind::Terminal => (
+                "engine.max_tracked_keys.terminal",
+                self.max_tracked_keys.terminal,
+            ),
+            KeyKind::Account => (
+                "engine.max_tracked_keys.account",
+                self.max_tracked_keys.account,
+            ),
+            KeyKind::TraceCode => (
+                "engine.max_tracked_keys.trace_code",
+                self.max_tracked_keys.trace_code,
+            ),
+        };
+        if max == 0 {
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+        // Slots and entries are addressed by 32-bit numbers.
+        Ok(max.min(u32::MAX as usize - 1))
     }
 }
 

@@ -1,15 +1,17 @@
 //! The `Detector` trait and what every detector shares: the emitter that names alerts and
 //! applies the cool-down.
 //!
-//! A detector is a small config-derived struct plus a per-card `State`. The engine owns the
-//! states (one per tracked card) and calls [`Detector::observe`] with every swipe of that card,
-//! in event-time order. Detectors never read a clock: the swipe's own time is the only time.
+//! A detector is a small config-derived struct plus a per-key `State`. It declares the key its
+//! state lives under ([`KeyKind`]); its stage owns the states (only for keys that need one) and
+//! calls [`Detector::observe`] with every event that carries such a key, in (event time, event
+//! id) order. Detectors never read a clock: the event's own time is the only time.
 //!
-//! One burst is one alert: after a detector fires on a card it stays quiet on that card for its
-//! `cooldown` of event time ([`Cooldown`]); the swipes it would have fired on are counted as
+//! One burst is one alert: after a detector fires on a subject it stays quiet on it for its
+//! `cooldown` of event time ([`Cooldown`]); the events it would have fired on are counted as
 //! suppressed. Because the cool-down is measured in event time it is as deterministic as the
 //! rest of the state, and it travels in snapshots.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -19,25 +21,34 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Counts;
 use crate::model::{
-    Action, Alert, AlertId, CardId, DetectorName, EventId, EventTime, FeatureSurprise, Millis,
-    Severity, Transaction,
+    Action, Alert, AlertId, CardId, DetectorName, EventId, EventTime, FeatureSurprise, KeyKind,
+    Millis, Severity, Subject, Transaction,
 };
 
-/// A detector: configuration-derived parameters plus the per-card state it keeps.
-pub trait Detector {
-    /// The detector's wire name.
-    const NAME: DetectorName;
-    /// Bumped whenever the detector's semantics change; part of `detector_version`.
+/// A detector: configuration-derived parameters plus the per-key state it keeps.
+pub trait Detector: Clone + Debug + Send + Sync + 'static {
+    /// The detector's wire name (its `[detectors.<name>]` table, its alerts' `detector`).
+    const NAME: &'static str;
+    /// Bumped whenever the detector's semantics or its state's encoding change; part of
+    /// `detector_version`, and a snapshot section of another version starts empty.
     const VERSION: u32;
-    /// Per-card state. `Default` is the state of a card never seen.
-    type State: Default + Clone + PartialEq + Debug + Serialize + DeserializeOwned;
+    /// The key its state is kept under.
+    const KEY: KeyKind;
+    /// Per-key state. `Default` is the state of a key never seen.
+    type State: Default + Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + Sync;
 
-    /// Folds one swipe of the card into its state and emits an alert if one is due.
+    /// Folds one event into the key's state and emits an alert if one is due.
     fn observe(&self, state: &mut Self::State, tx: &Transaction, emit: &mut Emitter<'_>);
 
-    /// How long after a card's last swipe its state can still change a future decision.
-    /// The engine forgets cards idle for longer than the largest horizon of enabled detectors.
+    /// How long after a key's last event its state can still change a future decision.
+    /// The stage forgets keys idle for longer than the largest horizon of its detectors.
     fn horizon(&self) -> Millis;
+
+    /// Whether `state` holds nothing worth keeping (the stage then drops it, so that a key
+    /// holds state only for detectors that need it). The default compares with `Default`.
+    fn is_idle(state: &Self::State) -> bool {
+        *state == Self::State::default()
+    }
 
     /// Heap bytes held by a state beyond its inline size, for memory accounting.
     fn heap_bytes(_state: &Self::State) -> usize {
@@ -45,7 +56,7 @@ pub trait Detector {
     }
 }
 
-/// Event time until which a detector stays quiet on a card after firing.
+/// Event time until which a detector stays quiet on a subject after firing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Cooldown(EventTime);
 
@@ -73,15 +84,36 @@ pub struct Finding {
     pub action_for: Option<Millis>,
     pub explanation: String,
     pub features: Vec<FeatureSurprise>,
+    /// Which of the detector's findings this is, for detectors with several.
+    pub reason: Option<Cow<'static, str>>,
 }
 
-/// `detector_version` strings, one per detector, fixed when the engine is built.
-#[derive(Clone, Debug)]
-pub struct Versions(pub [Arc<str>; 5]);
+impl Finding {
+    /// A finding with no features and no reason.
+    pub fn new(severity: Severity, action: Action, window_start: EventTime) -> Finding {
+        Finding {
+            severity,
+            window_start,
+            evidence: Vec::new(),
+            score: 0.0,
+            action,
+            action_for: None,
+            explanation: String::new(),
+            features: Vec::new(),
+            reason: None,
+        }
+    }
+}
 
-/// Collects alerts for one swipe and applies cool-downs. Handed to detectors by the engine.
+/// `detector_version` strings, one per registered detector, fixed when the engine is built.
+#[derive(Clone, Debug)]
+pub struct Versions(pub Vec<Arc<str>>);
+
+/// Collects the alerts of one detector for one event and applies cool-downs. Handed to
+/// detectors by their stage.
 pub struct Emitter<'a> {
-    pub(crate) card: &'a CardId,
+    pub(crate) detector: DetectorName,
+    pub(crate) subject: &'a Subject,
     pub(crate) alerts: &'a mut Vec<Alert>,
     pub(crate) counts: &'a mut Counts,
     pub(crate) versions: &'a Versions,
@@ -92,25 +124,43 @@ impl Emitter<'_> {
     /// suppressed. `finding` is only built when the alert actually leaves.
     pub fn fire(
         &mut self,
-        detector: DetectorName,
         cooldown: &mut Cooldown,
         quiet_for: Millis,
         tx: &Transaction,
         finding: impl FnOnce() -> Finding,
     ) -> bool {
         if cooldown.holds(tx.ts) {
-            self.counts.suppressed[detector.index()] += 1;
+            self.counts.suppressed[self.detector.index()] += 1;
             return false;
         }
         *cooldown = Cooldown(tx.ts.saturating_add(quiet_for));
-        let f = finding();
+        self.push(tx, finding());
+        true
+    }
+
+    /// Emits `finding` for `tx` with no cool-down (the detector decides itself what repeats).
+    pub fn fire_always(&mut self, tx: &Transaction, finding: Finding) {
+        self.push(tx, finding);
+    }
+
+    /// Counts an alert the detector withheld by its own rule (as a cool-down would).
+    pub fn suppressed(&mut self) {
+        self.counts.suppressed[self.detector.index()] += 1;
+    }
+
+    /// The subject this emitter names alerts after.
+    pub fn subject(&self) -> &Subject {
+        self.subject
+    }
+
+    fn push(&mut self, tx: &Transaction, f: Finding) {
         debug_assert!(!f.evidence.is_empty(), "an alert always names its evidence");
         let first = f.evidence.first().map(EventId::as_str).unwrap_or("");
         self.alerts.push(Alert {
-            alert_id: alert_id(detector, self.card, first),
-            detector,
+            alert_id: alert_id(self.detector, self.subject, &tx.card_id, first),
+            detector: self.detector,
             severity: f.severity,
-            card_id: self.card.clone(),
+            card_id: tx.card_id.clone(),
             ts: tx.ts,
             window_start: f.window_start,
             window_end: tx.ts,
@@ -120,21 +170,35 @@ impl Emitter<'_> {
             action_for: f.action_for,
             explanation: f.explanation,
             features: f.features,
-            detector_version: self.versions.0[detector.index()].clone(),
+            detector_version: self.versions.0[self.detector.index()].clone(),
+            subject: self.subject.clone(),
+            reason: f.reason,
             trigger_meta: tx.meta,
         });
-        self.counts.alerts[detector.index()] += 1;
-        true
+        self.counts.alerts[self.detector.index()] += 1;
     }
 }
 
-/// `alert_id` = first 128 bits of SHA-256 over detector, card and first evidence id, in hex.
-/// The same situation gets the same id in replay, live, after restarts and on any instance.
-pub fn alert_id(detector: DetectorName, card: &CardId, first_evidence: &str) -> AlertId {
+/// `alert_id` = first 128 bits of SHA-256, in hex, over detector, card and first evidence id for
+/// a card subject (the ids card alerts have always had), and over detector, subject kind,
+/// subject id and first evidence id for any other subject. The same situation gets the same id
+/// in replay, live, after restarts and on any instance.
+pub fn alert_id(
+    detector: DetectorName,
+    subject: &Subject,
+    card: &CardId,
+    first_evidence: &str,
+) -> AlertId {
     let mut h = Sha256::new();
     h.update(detector.as_str().as_bytes());
     h.update([0x1f]);
-    h.update(card.as_str().as_bytes());
+    if subject.kind == KeyKind::Card {
+        debug_assert_eq!(subject.id.as_str(), card.as_str());
+    } else {
+        h.update(subject.kind.as_str().as_bytes());
+        h.update([0x1f]);
+    }
+    h.update(subject.id.as_bytes());
     h.update([0x1f]);
     h.update(first_evidence.as_bytes());
     let digest = h.finalize();

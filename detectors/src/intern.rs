@@ -9,8 +9,8 @@
 //!
 //! Only memory changes: ids compare by content, so no alert depends on the sharing.
 
+use arcstr::ArcStr;
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
@@ -20,7 +20,7 @@ use crate::model::EventId;
 const RECENT: usize = 16;
 
 thread_local! {
-    static RECENT_IDS: RefCell<Option<Vec<Arc<str>>>> = const { RefCell::new(None) };
+    static RECENT_IDS: RefCell<Option<Vec<ArcStr>>> = const { RefCell::new(None) };
 }
 
 /// While alive, event ids deserialised on this thread share strings with recent equal ones.
@@ -39,16 +39,16 @@ impl Drop for Interning {
     }
 }
 
-fn shared(text: &str) -> Arc<str> {
+fn shared(text: &str) -> ArcStr {
     RECENT_IDS.with(|r| {
         let mut recent = r.borrow_mut();
         let Some(recent) = recent.as_mut() else {
-            return Arc::from(text);
+            return ArcStr::from(text);
         };
         if let Some(found) = recent.iter().rev().find(|a| ***a == *text) {
             return found.clone();
         }
-        let fresh: Arc<str> = Arc::from(text);
+        let fresh = ArcStr::from(text);
         if recent.len() == RECENT {
             recent.remove(0);
         }
@@ -76,14 +76,14 @@ mod tests {
     #[test]
     fn equal_ids_share_one_string_only_while_interning() {
         let plain = decode(&["a", "b", "a"]);
-        assert!(!Arc::ptr_eq(&plain[0].shared(), &plain[2].shared()));
+        assert!(!ArcStr::ptr_eq(&plain[0].shared(), &plain[2].shared()));
         let guard = Interning::begin();
         let ids = decode(&["a", "b", "a"]);
         drop(guard);
         assert_eq!(ids, plain);
-        assert!(Arc::ptr_eq(&ids[0].shared(), &ids[2].shared()));
-        assert!(!Arc::ptr_eq(&ids[0].shared(), &ids[1].shared()));
+        assert!(ArcStr::ptr_eq(&ids[0].shared(), &ids[2].shared()));
+        assert!(!ArcStr::ptr_eq(&ids[0].shared(), &ids[1].shared()));
         let after = decode(&["a", "a"]);
-        assert!(!Arc::ptr_eq(&after[0].shared(), &after[1].shared()));
+        assert!(!ArcStr::ptr_eq(&after[0].shared(), &after[1].shared()));
     }
 }

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// A card token as it travels on the bus (already tokenised or hashed; never a raw card number).
+/// Kept inline up to 24 bytes (every usual token and the keyed hash's form), so that copying a
+/// card id into a stage or an alert does not allocate.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CardId(Box<str>);
+pub struct CardId(Text);
 
 impl CardId {
-    pub fn new(id: impl Into<Box<str>>) -> Self {
-        CardId(id.into())
+    pub fn new(id: impl AsRef<str>) -> Self {
+        CardId(Text::new(id.as_ref()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -36,22 +38,23 @@ impl fmt::Display for CardId {
     }
 }
 
-/// A swipe's unique id. Shared (`Arc`) because the same id sits in several detectors' windows.
+/// A swipe's unique id. Shared because the same id sits in several detectors' windows; a thin
+/// pointer (one word) to one block holding count, length and text.
 /// (Its `Deserialize` is in `crate::intern`, which keeps that sharing through a restore.)
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct EventId(Arc<str>);
+pub struct EventId(arcstr::ArcStr);
 
 impl EventId {
     pub fn new(id: impl AsRef<str>) -> Self {
-        EventId(Arc::from(id.as_ref()))
+        EventId(arcstr::ArcStr::from(id.as_ref()))
     }
 
-    pub(crate) fn from_shared(text: Arc<str>) -> Self {
+    pub(crate) fn from_shared(text: arcstr::ArcStr) -> Self {
         EventId(text)
     }
 
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> Arc<str> {
+    pub(crate) fn shared(&self) -> arcstr::ArcStr {
         self.0.clone()
     }
 
@@ -62,7 +65,8 @@ impl EventId {
     /// This handle's share of the heap block holding the string: the block is shared by every
     /// window that remembers the event, so each holder counts 1/holders of it.
     pub fn heap_share(&self) -> usize {
-        crate::detector::heap_block(16 + self.0.len()) / Arc::strong_count(&self.0).max(1)
+        let holders = arcstr::ArcStr::strong_count(&self.0).unwrap_or(1).max(1);
+        crate::detector::heap_block(16 + self.0.len()) / holders
     }
 }
 
@@ -321,43 +325,55 @@ impl Transaction {
     }
 }
 
-/// The detectors this crate ships, in the fixed order the engine runs them for each event.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DetectorName {
-    FailedPin,
-    PinSuccessAfterFailures,
-    RapidFire,
-    ImpossibleTravel,
-    OffPattern,
-}
+/// A registered detector, named by its place in [`crate::registry::REGISTRY`] (the order the
+/// engine runs them for each event). On the wire it is the detector's name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DetectorName(u8);
 
 impl DetectorName {
-    pub const ALL: [DetectorName; 5] = [
-        DetectorName::FailedPin,
-        DetectorName::PinSuccessAfterFailures,
-        DetectorName::RapidFire,
-        DetectorName::ImpossibleTravel,
-        DetectorName::OffPattern,
-    ];
+    /// Every registered detector, in registry order.
+    pub fn all() -> impl Iterator<Item = DetectorName> + Clone {
+        (0..crate::registry::REGISTRY.len()).map(|i| DetectorName(i as u8))
+    }
+
+    pub(crate) fn at(index: usize) -> DetectorName {
+        debug_assert!(index < crate::registry::REGISTRY.len());
+        DetectorName(index as u8)
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DetectorName::FailedPin => "failed_pin",
-            DetectorName::PinSuccessAfterFailures => "pin_success_after_failures",
-            DetectorName::RapidFire => "rapid_fire",
-            DetectorName::ImpossibleTravel => "impossible_travel",
-            DetectorName::OffPattern => "off_pattern",
-        }
+        self.registration().name
     }
 
     pub fn parse(s: &str) -> Option<DetectorName> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s)
+        Self::all().find(|d| d.as_str() == s)
     }
 
-    /// Position in [`DetectorName::ALL`], for per-detector counters.
+    /// The registered detector called `name`; for tests and tools that name a detector in code.
+    #[cfg(any(test, feature = "testing"))]
+    #[allow(clippy::panic)]
+    pub fn named(name: &str) -> DetectorName {
+        Self::parse(name).unwrap_or_else(|| panic!("no detector is registered as {name}"))
+    }
+
+    /// Position in the registry, for per-detector counters ([`crate::PerDetector`]).
     pub fn index(self) -> usize {
-        self as usize
+        usize::from(self.0)
+    }
+
+    /// The key the detector keeps its state under.
+    pub fn key(self) -> KeyKind {
+        self.registration().key
+    }
+
+    pub fn registration(self) -> &'static crate::registry::Registration {
+        &crate::registry::REGISTRY[self.index()]
+    }
+}
+
+impl fmt::Debug for DetectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -367,6 +383,40 @@ impl fmt::Display for DetectorName {
     }
 }
 
+impl Serialize for DetectorName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DetectorName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DetectorName::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown detector {name}")))
+    }
+}
+
+wire_enum!(
+    /// What a detector keeps its state under (DESIGN §11). Each kind is a stage.
+    KeyKind { Card = "card", Terminal = "terminal", Account = "account", TraceCode = "trace_code" }
+);
+
+impl KeyKind {
+    pub const COUNT: usize = 4;
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whom an alert is about: a card, a terminal, an insured person or a traceability code.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct Subject {
+    pub kind: KeyKind,
+    pub id: Text,
+}
+
 wire_enum!(
     /// How urgently an analyst should look.
     Severity { Low = "low", Medium = "medium", High = "high" }
@@ -374,10 +424,15 @@ wire_enum!(
 
 wire_enum!(
     /// What the detector recommends the fund does.
-    Action { LockCard = "lock_card", VerifyCardholder = "verify_cardholder", Review = "review" }
+    Action {
+        LockCard = "lock_card",
+        VerifyCardholder = "verify_cardholder",
+        Review = "review",
+        InspectTerminal = "inspect_terminal",
+    }
 );
 
-/// The stable id of an alert: a hash of detector, card and first evidence event id.
+/// The stable id of an alert: a hash of detector, subject and first evidence event id.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct AlertId(pub String);
 
@@ -421,6 +476,10 @@ pub struct Alert {
     /// Per-feature surprise, for detectors that score features (off_pattern); else empty.
     pub features: Vec<FeatureSurprise>,
     pub detector_version: Arc<str>,
+    /// Whom the alert is about; for the card detectors, the card.
+    pub subject: Subject,
+    /// Which of a detector's findings this is, for detectors with several (DESIGN §12).
+    pub reason: Option<std::borrow::Cow<'static, str>>,
     /// The triggering event's shell bookkeeping (not part of the alert's content).
     pub trigger_meta: EventMeta,
 }

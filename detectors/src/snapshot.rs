@@ -1,28 +1,38 @@
-//! Snapshot and restore of one partition's whole engine state.
+//! Snapshot and restore of one partition's engine, stage by stage and detector by detector
+//! (DESIGN §13).
 //!
-//! A snapshot is `SGSN` + a little-endian u16 format version + a postcard body holding: the
-//! position it reflects (for the daemon, the next Kafka offset to read), a fingerprint of the
-//! configuration, the watermark, the last released event, the engine clock, the reorder buffer
-//! (a shutdown keeps buffered events there instead of releasing them) and every tracked card in
-//! least-to-most-recently-seen order.
+//! A snapshot is `SGSN` + a little-endian u16 format version + a postcard body: the position
+//! it reflects (for the daemon, the next Kafka offset to read), a fingerprint of the whole
+//! configuration, then per stage its key kind, watermark, last released event, clock, reorder
+//! buffer (a shutdown keeps buffered events there instead of releasing them), its keys in
+//! least-to-most-recently-seen order, and one **section per detector**: name, `VERSION`, a
+//! fingerprint of the detector's configuration table, and its states as opaque bytes.
+//!
+//! On restore a section whose name, version and fingerprint match a detector of the same stage
+//! is loaded; any other section is skipped, its detector starts empty, and [`Restored::discarded`]
+//! says which and why — so an upgrade that changes one detector keeps every other detector's
+//! state. Format 1 (one positional blob for the five card detectors, written before sections
+//! existed) is still read: its states are loaded as version 1 of those detectors.
 //!
 //! Promise: restoring a snapshot taken after event k and admitting events k+1… yields exactly
-//! the alerts of an uninterrupted run. Restoring under a different configuration is allowed
-//! (thresholds are tuned between runs); [`Restored::config_changed`] tells the caller.
+//! the alerts of an uninterrupted run, for every detector whose section was loaded.
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 
-use crate::cards::{CardState, CardTable};
 use crate::config::{ConfigError, EngineConfig};
-use crate::engine::Engine;
-use crate::model::{CardId, EventId, EventTime, Transaction};
+use crate::engine::{config_fingerprint, detector_fingerprint, Engine};
+use crate::keys::EMPTY;
+use crate::model::{DetectorName, EventId, EventTime, KeyKind, Text, Transaction};
 use crate::reorder::ReorderBuffer;
+use crate::stage::Stage;
 use crate::watermark::Watermark;
 
+mod legacy_v1;
+
 const MAGIC: &[u8; 4] = b"SGSN";
-/// Bumped whenever the body's layout changes; older snapshots are then refused, not misread.
-pub const FORMAT_VERSION: u16 = 1;
+/// Bumped whenever the body's layout changes; older layouts are converted (see `legacy_v1`),
+/// unknown ones refused, never misread.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Why a snapshot could not be restored. The daemon then starts the partition afresh.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +40,7 @@ pub enum SnapshotError {
     #[error("not a swipeguard snapshot")]
     BadMagic,
     #[error(
-        "snapshot format version {found} is not supported (this build reads {FORMAT_VERSION})"
+        "snapshot format version {found} is not supported (this build reads 1 to {FORMAT_VERSION})"
     )]
     UnsupportedVersion { found: u16 },
     #[error("snapshot body is corrupt: {0}")]
@@ -39,80 +49,43 @@ pub enum SnapshotError {
     Config(#[from] ConfigError),
 }
 
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    position: u64,
-    config_fingerprint: u64,
-    watermark: &'a Watermark,
-    last_released: &'a Option<(EventTime, EventId)>,
-    clock: EventTime,
-    #[serde(serialize_with = "as_seq")]
-    pending: Vec<&'a Transaction>,
-    #[serde(serialize_with = "as_seq")]
-    cards: Vec<(&'a CardId, &'a CardState)>,
+/// Why a detector's section was not loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DiscardReason {
+    /// The section was written by another `VERSION` of the detector.
+    Version,
+    /// The detector's configuration table changed.
+    Config,
+    /// The detector is not enabled (or no longer exists) in this build's configuration.
+    NotRunning,
+    /// The section's bytes do not decode as the detector's states.
+    Corrupt,
 }
 
-fn as_seq<T: Serialize, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(items)
-}
+impl DiscardReason {
+    pub const ALL: [DiscardReason; 4] = [
+        DiscardReason::Version,
+        DiscardReason::Config,
+        DiscardReason::NotRunning,
+        DiscardReason::Corrupt,
+    ];
 
-/// The decoded body; `cards` is read straight into the table (see `restore`).
-struct Body {
-    position: u64,
-    config_fingerprint: u64,
-    watermark: Watermark,
-    last_released: Option<(EventTime, EventId)>,
-    clock: EventTime,
-    pending: Vec<Transaction>,
-    cards: CardTable,
-}
-
-/// Decodes [`BodyRef`]'s layout (postcard: the fields in order, as a tuple).
-struct BodySeed {
-    max_cards: usize,
-}
-
-/// `CardTable::deserialize_ordered` as a seed, for use inside the body's sequence.
-struct CardsSeed(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for CardsSeed {
-    type Value = CardTable;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<CardTable, D::Error> {
-        CardTable::deserialize_ordered(self.0, d)
+    /// The `reason` label of `swipeguard_state_discarded_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscardReason::Version => "version",
+            DiscardReason::Config => "config",
+            DiscardReason::NotRunning => "not_running",
+            DiscardReason::Corrupt => "corrupt",
+        }
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for BodySeed {
-    type Value = Body;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Body, D::Error> {
-        d.deserialize_tuple(7, self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for BodySeed {
-    type Value = Body;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a snapshot body")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
-        use serde::de::Error;
-        let missing = |what: &str| A::Error::custom(format!("snapshot body: no {what}"));
-        Ok(Body {
-            position: seq.next_element()?.ok_or_else(|| missing("position"))?,
-            config_fingerprint: seq.next_element()?.ok_or_else(|| missing("fingerprint"))?,
-            watermark: seq.next_element()?.ok_or_else(|| missing("watermark"))?,
-            last_released: seq
-                .next_element()?
-                .ok_or_else(|| missing("last released"))?,
-            clock: seq.next_element()?.ok_or_else(|| missing("clock"))?,
-            pending: seq
-                .next_element()?
-                .ok_or_else(|| missing("pending events"))?,
-            cards: seq
-                .next_element_seed(CardsSeed(self.max_cards))?
-                .ok_or_else(|| missing("cards"))?,
-        })
-    }
+/// A section that was skipped: whose, why, and how many keys' states it held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discarded {
+    pub detector: String,
+    pub reason: DiscardReason,
 }
 
 /// An engine rebuilt from a snapshot.
@@ -123,30 +96,103 @@ pub struct Restored {
     pub position: u64,
     /// The snapshot was taken under a different configuration.
     pub config_changed: bool,
+    /// Sections not loaded; their detectors start empty.
+    pub discarded: Vec<Discarded>,
+    /// The format the snapshot was written in.
+    pub format: u16,
 }
 
-/// A stable 64-bit fingerprint of an engine configuration.
-pub fn config_fingerprint(config: &EngineConfig) -> u64 {
-    let bytes = postcard::to_allocvec(config).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(first)
+/// Bytes written and read as one length-prefixed block (not byte by byte).
+#[derive(Debug)]
+struct Block<'a>(std::borrow::Cow<'a, [u8]>);
+
+impl Serialize for Block<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = <&'de [u8]>::deserialize(d)?;
+        Ok(Block(std::borrow::Cow::Borrowed(bytes)))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Section<'a> {
+    name: std::borrow::Cow<'a, str>,
+    version: u32,
+    fingerprint: u64,
+    #[serde(borrow)]
+    states: Block<'a>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StageBody<'a> {
+    kind: KeyKind,
+    watermark: Watermark,
+    last_released: Option<(EventTime, EventId)>,
+    clock: EventTime,
+    pending: Vec<Transaction>,
+    keys: Vec<(Text, EventTime)>,
+    #[serde(borrow)]
+    sections: Vec<Section<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Body<'a> {
+    position: u64,
+    config_fingerprint: u64,
+    #[serde(borrow)]
+    stages: Vec<StageBody<'a>>,
+}
+
+fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
+    let keys: Vec<(Text, EventTime)> = stage
+        .keys
+        .iter()
+        .map(|(_, k, seen)| (Text::new(k), seen))
+        .collect();
+    let sections = stage
+        .stores
+        .iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let name = store.name();
+            let mut slots = stage.keys.iter().map(|(at, _, _)| stage.keys.slots(at)[i]);
+            Section {
+                name: std::borrow::Cow::Borrowed(name.as_str()),
+                version: name.registration().version,
+                fingerprint: detector_fingerprint(&config.detectors, name),
+                states: Block(std::borrow::Cow::Owned(store.encode(&mut slots))),
+            }
+        })
+        .collect();
+    StageBody {
+        kind: stage.kind,
+        watermark: stage.watermark.clone(),
+        last_released: stage.last_released.clone(),
+        clock: stage.clock,
+        pending: stage.pending.iter().cloned().collect(),
+        keys,
+        sections,
+    }
 }
 
 impl Engine {
     /// Encodes the whole state, tagged with `position` (what the state reflects).
     pub fn snapshot(&self, position: u64) -> Vec<u8> {
-        let body = BodyRef {
+        let body = Body {
             position,
             config_fingerprint: config_fingerprint(&self.config),
-            watermark: &self.watermark,
-            last_released: &self.last_released,
-            clock: self.clock,
-            pending: self.pending.iter().collect(),
-            cards: self.cards.iter().collect(),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| stage_body(s, &self.config))
+                .collect(),
         };
-        let mut out = Vec::with_capacity(64 + self.cards.len() * 256);
+        let mut out = Vec::with_capacity(64 + self.state_size().bytes / 2);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Encoding plain data into a Vec cannot fail; an empty body would be refused on restore.
@@ -162,92 +208,144 @@ impl Engine {
             .strip_prefix(MAGIC.as_slice())
             .ok_or(SnapshotError::BadMagic)?;
         let (version, body) = rest.split_at_checked(2).ok_or(SnapshotError::BadMagic)?;
-        let found = u16::from_le_bytes([version[0], version[1]]);
-        if found != FORMAT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion { found });
-        }
-        let body: Body = {
-            let _sharing = crate::intern::Interning::begin();
-            let mut decoder = postcard::Deserializer::from_bytes(body);
-            serde::de::DeserializeSeed::deserialize(
-                BodySeed {
-                    max_cards: config.max_tracked_cards,
-                },
-                &mut decoder,
-            )?
+        let format = u16::from_le_bytes([version[0], version[1]]);
+        let _sharing = crate::intern::Interning::begin();
+        let converted;
+        let body: Body<'_> = match format {
+            FORMAT_VERSION => postcard::from_bytes(body)?,
+            1 => {
+                converted = legacy_v1::convert(body, &config)?;
+                postcard::from_bytes(&converted)?
+            }
+            found => return Err(SnapshotError::UnsupportedVersion { found }),
         };
-        let config_changed = body.config_fingerprint != config_fingerprint(&config);
+        let config_changed = format == FORMAT_VERSION
+            && body.config_fingerprint != config_fingerprint(&config)
+            || format == 1 && body.config_fingerprint != legacy_v1::fingerprint(&config);
         let mut engine = Engine::new(config)?;
-        if body.watermark.lateness() != engine.watermark.lateness() {
-            // Keep the restored progress, under the newly configured lateness.
-            let mut w = Watermark::new(engine.watermark.lateness());
-            w.observe(body.watermark.newest());
-            w.advance_to(body.watermark.value());
-            engine.watermark = w;
-        } else {
-            engine.watermark = body.watermark;
+        let mut discarded = Vec::new();
+        for snap in body.stages {
+            match engine.stages.iter_mut().find(|s| s.kind == snap.kind) {
+                Some(stage) => {
+                    restore_stage(stage, snap, &engine.config, &mut discarded);
+                }
+                None => discarded.extend(snap.sections.iter().map(|s| Discarded {
+                    detector: s.name.to_string(),
+                    reason: DiscardReason::NotRunning,
+                })),
+            }
         }
-        engine.last_released = body.last_released;
-        engine.clock = body.clock;
-        let mut pending = ReorderBuffer::default();
-        for tx in body.pending {
-            pending.insert(tx);
-        }
-        engine.pending = pending;
-        engine.cards = body.cards;
         Ok(Restored {
             engine,
             position: body.position,
             config_changed,
+            discarded,
+            format,
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Output;
-    use crate::testing::tx;
-
-    #[test]
-    fn round_trips_and_refuses_foreign_bytes() {
-        let mut engine = Engine::new(EngineConfig::default()).unwrap();
-        let mut out = Output::default();
-        for i in 0..20 {
-            engine.admit(
-                tx(&format!("e{i}"), i * 1000)
-                    .card(&format!("c{}", i % 3))
-                    .build(),
-                &mut out,
-            );
-        }
-        let bytes = engine.snapshot(42);
-        let restored = Engine::restore(EngineConfig::default(), &bytes).unwrap();
-        assert_eq!(restored.position, 42);
-        assert!(!restored.config_changed);
-        assert_eq!(restored.engine.snapshot(42), bytes);
-        assert!(matches!(
-            Engine::restore(EngineConfig::default(), b"nope"),
-            Err(SnapshotError::BadMagic)
-        ));
-        let mut future = bytes.clone();
-        future[4] = 9;
-        assert!(matches!(
-            Engine::restore(EngineConfig::default(), &future),
-            Err(SnapshotError::UnsupportedVersion { found: 9 })
-        ));
-        assert!(matches!(
-            Engine::restore(EngineConfig::default(), &bytes[..bytes.len() - 3]),
-            Err(SnapshotError::Corrupt(_))
-        ));
+fn restore_stage(
+    stage: &mut Stage,
+    snap: StageBody<'_>,
+    config: &EngineConfig,
+    discarded: &mut Vec<Discarded>,
+) {
+    if snap.watermark.lateness() != stage.watermark.lateness() {
+        // Keep the restored progress, under the newly configured lateness.
+        let mut w = Watermark::new(stage.watermark.lateness());
+        w.observe(snap.watermark.newest());
+        w.advance_to(snap.watermark.value());
+        stage.watermark = w;
+    } else {
+        stage.watermark = snap.watermark;
     }
+    stage.last_released = snap.last_released;
+    stage.clock = snap.clock;
+    let mut pending = ReorderBuffer::default();
+    for tx in snap.pending {
+        pending.insert(tx);
+    }
+    stage.pending = pending;
 
-    #[test]
-    fn a_changed_configuration_is_reported() {
-        let engine = Engine::new(EngineConfig::default()).unwrap();
-        let bytes = engine.snapshot(0);
-        let mut cfg = EngineConfig::default();
-        cfg.detectors.rapid_fire.min_swipes = 6;
-        assert!(Engine::restore(cfg, &bytes).unwrap().config_changed);
+    // Under a lower ceiling, the most recently seen keys are kept.
+    let skip = snap.keys.len().saturating_sub(stage.keys.max());
+    stage.keys.reserve(snap.keys.len() - skip);
+    let mut entry_of = vec![u32::MAX; snap.keys.len()];
+    for (position, (key, seen)) in snap.keys.iter().enumerate().skip(skip) {
+        if stage.keys.find(key).is_none() {
+            entry_of[position] = stage.keys.push_back(key, *seen);
+        }
+    }
+    for section in snap.sections {
+        let running = stage
+            .stores
+            .iter()
+            .position(|s| s.name().as_str() == section.name);
+        let Some(index) = running else {
+            discarded.push(Discarded {
+                detector: section.name.to_string(),
+                reason: DiscardReason::NotRunning,
+            });
+            continue;
+        };
+        let name: DetectorName = stage.stores[index].name();
+        let reason = if section.version != name.registration().version {
+            Some(DiscardReason::Version)
+        } else if section.fingerprint != detector_fingerprint(&config.detectors, name) {
+            Some(DiscardReason::Config)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            discarded.push(Discarded {
+                detector: section.name.to_string(),
+                reason,
+            });
+            continue;
+        }
+        let keys = &mut stage.keys;
+        let mut placed = Vec::new();
+        let decoded =
+            stage.stores[index].decode(&section.states.0, entry_of.len(), &mut |position, slot| {
+                let entry = entry_of[position as usize];
+                if entry == u32::MAX {
+                    placed.push(slot);
+                } else {
+                    keys.slots_mut(entry)[index] = slot;
+                }
+            });
+        // States of keys cut by a lower ceiling are freed at once.
+        for slot in placed {
+            stage.stores[index].free(slot);
+        }
+        if decoded.is_err() {
+            // Whatever was placed is dropped with the section.
+            let entries: Vec<u32> = stage.keys.iter().map(|(at, _, _)| at).collect();
+            for at in entries {
+                let slot = stage.keys.slots(at)[index];
+                if slot != EMPTY {
+                    stage.stores[index].free(slot);
+                    stage.keys.slots_mut(at)[index] = EMPTY;
+                }
+            }
+            discarded.push(Discarded {
+                detector: section.name.to_string(),
+                reason: DiscardReason::Corrupt,
+            });
+        }
+    }
+    // A key left without any state (its sections discarded) is not tracked.
+    let empty: Vec<u32> = stage
+        .keys
+        .iter()
+        .filter(|(at, _, _)| stage.keys.slots(*at).iter().all(|s| *s == EMPTY))
+        .map(|(at, _, _)| at)
+        .collect();
+    for at in empty {
+        stage.keys.remove(at);
     }
 }
+
+#[cfg(test)]
+mod tests;

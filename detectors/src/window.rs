@@ -6,6 +6,7 @@
 //! allocation is kept exact (no growth slack) because most cards hold one entry or none.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::detector::heap_block;
 use crate::model::{EventId, EventTime, Millis};
@@ -19,10 +20,11 @@ pub struct Mark {
     pub place: u32,
 }
 
-/// The most recent swipes of a card, oldest first, at most `cap` of them. The allocation grows
-/// one entry at a time and is freed when the window empties, so a quiet card holds nothing.
+/// The most recent swipes of a card, oldest first, at most `cap` of them. The first is held
+/// inline; the allocation beyond grows one entry at a time and is freed when the window
+/// empties, so a quiet card holds nothing on the heap. Encoded as a plain sequence.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct Recent(Vec<Mark>);
+pub struct Recent(SmallVec<[Mark; 1]>);
 
 impl Recent {
     /// Expires marks more than `window` older than `mark`, then appends `mark`, dropping the
@@ -57,7 +59,7 @@ impl Recent {
     }
 
     pub fn clear(&mut self) {
-        self.0 = Vec::new();
+        self.0 = SmallVec::new();
     }
 
     pub fn len(&self) -> usize {
@@ -89,9 +91,13 @@ impl Recent {
         places.len()
     }
 
-    /// Heap bytes: the entry array plus each id's share of its string.
+    /// Heap bytes: the spilled entry array plus each id's share of its string.
     pub fn heap_bytes(&self) -> usize {
-        let array = heap_block(self.0.capacity() * std::mem::size_of::<Mark>());
+        let array = if self.0.spilled() {
+            heap_block(self.0.capacity() * std::mem::size_of::<Mark>())
+        } else {
+            0
+        };
         array + self.0.iter().map(|m| m.id.heap_share()).sum::<usize>()
     }
 }

@@ -156,6 +156,14 @@ pub async fn run(
         shutdown.child_token(),
     ));
 
+    let replay_only = config.replay_only_detectors();
+    if !replay_only.is_empty() {
+        let names: Vec<&str> = replay_only.iter().map(|d| d.as_str()).collect();
+        tracing::warn!(
+            detectors = %names.join(","),
+            "these detectors are keyed by something other than the card and run in replay only until the daemon has live stages"
+        );
+    }
     let (_, snapshot_partitions) = ensure_topics(&config).await?;
     metrics.touch_topics(&[
         &config.kafka.alerts_topic,

@@ -293,6 +293,8 @@ impl Partition {
                     arrived_at_ms: wall_ms(),
                 };
                 let admission = self.engine.admit(tx, out);
+                // The refused event itself is not needed: the message's own bytes go out.
+                out.refusals.clear();
                 if let Some(reason) = admission.reject_reason() {
                     debug_assert_ne!(admission, Admission::Accepted);
                     self.dead_letter(ctx, msg, &Rejected::new(reason, "engine"))?;

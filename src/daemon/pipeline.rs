@@ -18,6 +18,7 @@ use super::rebalance::ConsumerCtx;
 use super::{DaemonError, Shared};
 
 const TICK: Duration = Duration::from_millis(50);
+/// Refresh of the gauges that cost a pass over the state (bytes) or a clock read per partition.
 const GAUGES_EVERY: Duration = Duration::from_secs(2);
 const BATCH: usize = 1024;
 /// How long the pipeline waits for a message while deliveries are pending.
@@ -174,7 +175,11 @@ fn advance_snapshot(
     Ok(())
 }
 
-/// One tick: acknowledgements, idle watermarks, snapshots, gauges and health.
+fn total_released(out: &Output) -> u64 {
+    out.counts.stages.iter().map(|s| s.released).sum()
+}
+
+/// One tick: acknowledgements, idle watermarks, snapshots, counters, gauges and health.
 fn maintain(
     shared: &Shared,
     consumer: &BaseConsumer<ConsumerCtx>,
@@ -189,17 +194,14 @@ fn maintain(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut max_lag = 0i64;
+    let mut lags = Vec::with_capacity(parts.len());
     for part in parts.values_mut() {
         part.poll_acks(&ctx)?;
         if !part.idle_advanced && part.last_message.elapsed() >= cfg.engine.idle_watermark_after {
-            let released = out.counts.released;
+            let released = total_released(out);
             part.engine.advance_idle(out);
             part.idle_advanced = true;
-            if out.counts.released > released {
+            if total_released(out) > released {
                 // The state moved without a message: make the time cadence snapshot it.
                 part.events_since_snapshot = part.events_since_snapshot.max(1);
             }
@@ -216,44 +218,64 @@ fn maintain(
             (Some(high), None) => *high,
             _ => 0,
         };
-        max_lag = max_lag.max(lag);
-        if gauges {
-            let p = part.id.to_string();
-            let m = &shared.metrics;
-            let size = part.engine.state_size();
-            m.tracked_cards
-                .with_label_values(&[&p])
-                .set(size.tracked_cards as i64);
-            m.state_bytes
-                .with_label_values(&[&p])
-                .set(size.bytes as i64);
-            m.buffered_events
-                .with_label_values(&[&p])
-                .set(size.buffered_events as i64);
-            m.consumer_lag
-                .with_label_values(&[&shared.swipes_topic, &p])
-                .set(lag);
-            m.snapshot_bytes
-                .with_label_values(&[&p])
-                .set(part.last_snapshot_bytes as i64);
-            let age = part
-                .last_snapshot_acked
-                .unwrap_or(part.last_snapshot_started)
-                .elapsed()
-                .as_secs_f64();
-            m.snapshot_age.with_label_values(&[&p]).set(age);
-            let watermark = part.engine.watermark().0;
-            if watermark > i64::MIN / 2 {
-                m.event_time_lag
-                    .with_label_values(&[&p])
-                    .set((now_ms - watermark) as f64 / 1000.0);
-            }
-        }
+        lags.push(lag);
     }
-    shared.health.set_max_lag(max_lag);
+    shared
+        .health
+        .set_max_lag(lags.iter().copied().max().unwrap_or(0));
+    // Counters first, gauges after: a scrape that shows a partition drained also shows every
+    // count of the events that drained it.
     shared.metrics.record_counts(&out.counts);
     out.counts = Default::default();
+    for (part, lag) in parts.values().zip(lags) {
+        set_gauges(shared, part, lag, gauges);
+    }
     Ok(())
+}
+
+/// The partition's gauges. What a reader waits on ("drained": nothing buffered, nothing
+/// unacknowledged) is exact as of every tick; the byte estimate (a pass over the state) and the
+/// rest refresh when `all` is set, every [`GAUGES_EVERY`].
+fn set_gauges(shared: &Shared, part: &Partition, lag: i64, all: bool) {
+    let p = part.id.to_string();
+    let m = &shared.metrics;
+    // In flight before buffered: a scrape renders buffered first (by name), so a buffered
+    // reading of 0 is never paired with an in-flight reading older than it.
+    let (tracked, buffered) = part.engine.counts_held();
+    m.in_flight_records
+        .with_label_values(&[&p])
+        .set(part.in_flight() as i64);
+    m.tracked_cards.with_label_values(&[&p]).set(tracked as i64);
+    m.buffered_events
+        .with_label_values(&[&p])
+        .set(buffered as i64);
+    if !all {
+        return;
+    }
+    m.state_bytes
+        .with_label_values(&[&p])
+        .set(part.engine.state_size().bytes as i64);
+    m.consumer_lag
+        .with_label_values(&[&shared.swipes_topic, &p])
+        .set(lag);
+    m.snapshot_bytes
+        .with_label_values(&[&p])
+        .set(part.last_snapshot_bytes as i64);
+    let age = part
+        .last_snapshot_acked
+        .unwrap_or(part.last_snapshot_started)
+        .elapsed()
+        .as_secs_f64();
+    m.snapshot_age.with_label_values(&[&p]).set(age);
+    let watermark = part.engine.watermark().0;
+    if watermark > i64::MIN / 2 {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        m.event_time_lag
+            .with_label_values(&[&p])
+            .set((now_ms - watermark) as f64 / 1000.0);
+    }
 }
 
 /// Takes acknowledged deliveries off every partition (and observes their latency).

@@ -54,7 +54,7 @@ impl ClientContext for ConsumerCtx {
 
 /// Builds the engine of a newly assigned partition: from its newest snapshot if there is one.
 fn restore(shared: &Shared, partition: i32) -> Partition {
-    let config = shared.config.engine_config();
+    let config = shared.config.live_engine_config();
     let fresh = || Engine::new(config.clone());
     let timeout = shared.config.daemon.revoke_timeout;
     match shared.snapshots.read_latest(partition, timeout) {
@@ -67,6 +67,15 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
                     .inc();
                 if r.config_changed {
                     tracing::warn!(partition, "snapshot was taken under another configuration; continuing with the current one");
+                }
+                shared.metrics.record_discarded(&r.discarded);
+                for d in &r.discarded {
+                    tracing::warn!(
+                        partition,
+                        detector = %d.detector,
+                        reason = d.reason.as_str(),
+                        "a detector's snapshot section was not loaded; it starts empty"
+                    );
                 }
                 tracing::info!(
                     partition,

@@ -1,11 +1,12 @@
 //! `swipeguard replay`: historical logs through exactly the engine the daemon runs.
 //!
-//! Files are read in the order given, as one partition: events go to one [`Engine`] in file
-//! order (or, with `sort`, stably sorted by event time first), and the end of the input drains
-//! the reorder buffer. Alerts stream out as JSONL as they are made. Every row that is not
-//! detected — invalid, late or duplicate — goes to the rejects file with its file, line, reason
-//! and raw text, and is counted by reason; a bad row never stops the replay. A bad mapping does,
-//! before any row is read.
+//! Files are read in the order given, as one partition: events go to the engine's stages in
+//! file order (or, with `sort`, stably sorted by event time first), each stage on a thread of
+//! its own ([`stages`]), and the end of the input drains the reorder buffers. Alerts stream out
+//! as JSONL as they are made, in an order that does not depend on the number of threads. Every
+//! row that is not detected — invalid, or late or duplicate for a stage — goes to the rejects
+//! file with its file, line, reason and raw text, and is counted by reason; a bad row never
+//! stops the replay. A bad mapping does, before any row is read.
 
 pub mod convert;
 pub mod input;
@@ -15,8 +16,10 @@ mod read;
 pub mod report;
 pub mod sample;
 pub mod scoring;
+pub mod stages;
 pub mod summary;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use swipeguard_detectors::{Engine, Output, RejectReason, Transaction};
+use swipeguard_detectors::{Engine, KeyKind, Output, RejectReason, Transaction};
 
 use crate::codec::Rejected;
 use crate::config::Config;
@@ -52,6 +55,8 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// Threads decoding plain JSONL; 0 = one per core. The alerts do not depend on it.
     pub decode_threads: usize,
+    /// Threads running the stages; 0 = one per stage. The alerts do not depend on it.
+    pub stage_threads: usize,
 }
 
 /// Why a replay stopped.
@@ -63,6 +68,8 @@ pub enum ReplayError {
     Mapping(#[from] MappingError),
     #[error("the reader thread stopped unexpectedly (a bug: please report it)")]
     ReaderPanicked,
+    #[error(transparent)]
+    Stage(#[from] stages::StagePanicked),
     #[error("invalid engine configuration: {0}")]
     Engine(#[from] swipeguard_detectors::ConfigError),
 }
@@ -121,6 +128,9 @@ impl Rejects {
     }
 }
 
+/// Where the events of the batch being detected came from, for the rejects file.
+type Origins = Vec<(std::sync::Arc<str>, u64)>;
+
 /// Runs the replay, writing alerts to `alerts_out`; returns the summary.
 pub fn replay(
     config: &Config,
@@ -129,19 +139,23 @@ pub fn replay(
 ) -> Result<Summary, ReplayError> {
     let started = Instant::now();
     let mapping = opts.mapping.as_deref().map(MappingFile::load).transpose()?;
-    let mut engine = Engine::new(config.engine_config())?;
-    let mut out = Output::default();
-    let mut summary = Summary::default();
-    let mut scoring = Scoring::default();
-    let mut rejects = Rejects {
-        path: opts
-            .rejects
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("swipeguard-rejects.jsonl")),
-        out: None,
+    let engine = Engine::new(config.engine_config())?;
+    let mut sink = Sink {
+        summary: Summary::default(),
+        scoring: Scoring::default(),
+        rejects: Rejects {
+            path: opts
+                .rejects
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("swipeguard-rejects.jsonl")),
+            out: None,
+        },
+        alert_bytes: Vec::with_capacity(1 << 16),
+        alerts_out,
+        origins: VecDeque::new(),
     };
-    let mut sorted: Vec<(Transaction, std::sync::Arc<str>, u64)> = Vec::new();
-    let mut alert_bytes = Vec::with_capacity(1 << 16);
+    sink.summary.stages = engine.stages().iter().map(|s| s.kind()).collect();
+    let workers = stages::workers(opts.stage_threads, engine.stages().len());
     let total: u64 = opts
         .files
         .iter()
@@ -150,77 +164,63 @@ pub fn replay(
         .sum();
     let bar = progress_bar(opts.progress, total);
 
-    let names = std::thread::scope(|scope| -> Result<Vec<String>, ReplayError> {
+    let (names, ends) = std::thread::scope(|scope| -> Result<_, ReplayError> {
+        let mut runner =
+            stages::StageRunner::start(scope, engine, workers).map_err(io_err("stage threads"))?;
         let lanes = read::lanes(opts.decode_threads);
         let mut batches = read::start(scope, opts, mapping.as_ref(), config, &bar, lanes);
+        let mut events = Vec::with_capacity(stages::STAGE_BATCH);
+        let mut origins: Origins = Vec::with_capacity(stages::STAGE_BATCH);
+        let mut sorted: Vec<(Transaction, std::sync::Arc<str>, u64)> = Vec::new();
         for batch in &mut batches {
             for (line, result) in batch.rows {
-                summary.rows += 1;
+                sink.summary.rows += 1;
                 match result {
                     Err((rejected, raw)) => {
-                        *summary.rejects.entry(rejected.reason).or_default() += 1;
-                        rejects.write(&batch.file, line, &rejected, &raw)?;
-                    }
-                    Ok(tx) if opts.sort => {
-                        scoring.observe(&tx);
-                        sorted.push((tx, batch.file.clone(), line));
+                        *sink.summary.rejects.entry(rejected.reason).or_default() += 1;
+                        sink.rejects.write(&batch.file, line, &rejected, &raw)?;
                     }
                     Ok(tx) => {
-                        scoring.observe(&tx);
-                        admit(
-                            &mut engine,
-                            tx,
-                            &batch.file,
-                            line,
-                            &mut out,
-                            &mut summary,
-                            &mut rejects,
-                        )?;
+                        sink.scoring.observe(&tx);
+                        if opts.sort {
+                            sorted.push((tx, batch.file.clone(), line));
+                            continue;
+                        }
+                        events.push(tx);
+                        origins.push((batch.file.clone(), line));
+                        if events.len() == stages::STAGE_BATCH {
+                            sink.send(&mut runner, &mut events, &mut origins)?;
+                        }
                     }
                 }
             }
-            flush_alerts(
-                &mut out,
-                &mut scoring,
-                &mut summary,
-                &mut alert_bytes,
-                alerts_out,
-            )?;
         }
-        batches.finish()
-    })?;
-    summary.files = names;
-    if opts.sort {
-        sorted.sort_by_key(|(tx, _, _)| tx.ts);
-        for (tx, file, line) in sorted {
-            admit(
-                &mut engine,
-                tx,
-                &file,
-                line,
-                &mut out,
-                &mut summary,
-                &mut rejects,
-            )?;
-            if out.alerts.len() >= 4096 {
-                flush_alerts(
-                    &mut out,
-                    &mut scoring,
-                    &mut summary,
-                    &mut alert_bytes,
-                    alerts_out,
-                )?;
+        let names = batches.finish()?;
+        if opts.sort {
+            sorted.sort_by_key(|(tx, _, _)| tx.ts);
+            for (tx, file, line) in sorted {
+                events.push(tx);
+                origins.push((file, line));
+                if events.len() == stages::STAGE_BATCH {
+                    sink.send(&mut runner, &mut events, &mut origins)?;
+                }
             }
         }
-    }
-    engine.drain(&mut out);
-    flush_alerts(
-        &mut out,
-        &mut scoring,
-        &mut summary,
-        &mut alert_bytes,
+        if !events.is_empty() {
+            sink.send(&mut runner, &mut events, &mut origins)?;
+        }
+        let (outputs, ends) = runner.finish()?;
+        sink.write(outputs)?;
+        Ok((names, ends))
+    })?;
+    let Sink {
+        mut summary,
+        scoring,
+        mut rejects,
         alerts_out,
-    )?;
+        ..
+    } = sink;
+    summary.files = names;
     alerts_out.flush().map_err(io_err("alerts output"))?;
     if let Some(r) = rejects.out.as_mut() {
         r.flush()
@@ -229,10 +229,8 @@ pub fn replay(
     }
     bar.finish_and_clear();
 
-    summary.counts = std::mem::take(&mut out.counts);
-    let size = engine.state_size();
-    summary.tracked_cards = size.tracked_cards;
-    summary.state_bytes = size.bytes;
+    summary.tracked = ends.iter().map(|e| (e.kind, e.tracked)).collect();
+    summary.state_bytes = ends.iter().map(|e| e.bytes).sum();
     summary.wall = started.elapsed();
     if scoring.has_labels() {
         summary.labels = Some(scoring.report());
@@ -243,32 +241,96 @@ pub fn replay(
     Ok(summary)
 }
 
-/// Offers an event to the engine; a late or duplicate one goes to the rejects file, re-encoded
-/// in the §2 format (the reader keeps raw bytes only of rows it refused itself).
-fn admit(
-    engine: &mut Engine,
-    tx: Transaction,
-    file: &str,
-    line: u64,
-    out: &mut Output,
-    summary: &mut Summary,
-    rejects: &mut Rejects,
-) -> Result<(), ReplayError> {
-    // Cheap to keep: a late or duplicate event needs its content for the rejects file.
-    let keep = if engine.would_refuse(&tx) {
-        Some(tx.clone())
-    } else {
-        None
-    };
-    let admission = engine.admit(tx, out);
-    if let (Some(reason), Some(tx)) = (admission.reject_reason(), keep) {
-        *summary.rejects.entry(reason).or_default() += 1;
-        let mut raw = Vec::new();
-        encode_event(&tx, &mut raw);
-        raw.pop();
-        rejects.write(file, line, &Rejected::new(reason, "engine"), &raw)?;
+/// Where the stages' outputs go: alerts out, refusals to the rejects file, counts and labels
+/// to the summary.
+struct Sink<'a> {
+    summary: Summary,
+    scoring: Scoring,
+    rejects: Rejects,
+    alert_bytes: Vec<u8>,
+    alerts_out: &'a mut dyn Write,
+    /// The origins of the batches the stages are working on, oldest first.
+    origins: VecDeque<Origins>,
+}
+
+impl Sink<'_> {
+    /// Hands a batch to the stages and writes whatever output comes back.
+    fn send(
+        &mut self,
+        runner: &mut stages::StageRunner<'_>,
+        events: &mut Vec<Transaction>,
+        origins: &mut Origins,
+    ) -> Result<(), ReplayError> {
+        self.origins.push_back(std::mem::replace(
+            origins,
+            Vec::with_capacity(stages::STAGE_BATCH),
+        ));
+        let batch = std::mem::replace(events, Vec::with_capacity(stages::STAGE_BATCH));
+        let outputs = runner.send(batch)?;
+        self.write(outputs)
     }
-    Ok(())
+
+    /// Writes the outputs of whole jobs: each batch's (or the final drain's) stages, in stage
+    /// order. A row refused by several stages for one reason is one line of the rejects file
+    /// naming the stages, and one reject in the summary.
+    fn write(&mut self, outputs: Vec<stages::StageOutput>) -> Result<(), ReplayError> {
+        let per_job = self.summary.stages.len().max(1);
+        let mut outputs = outputs.into_iter().peekable();
+        while outputs.peek().is_some() {
+            let job: Vec<stages::StageOutput> = outputs.by_ref().take(per_job).collect();
+            // The drain after the last batch has no batch of its own (and refuses nothing).
+            let origins = self.origins.pop_front();
+            self.write_job(job, origins.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn write_job(
+        &mut self,
+        job: Vec<stages::StageOutput>,
+        origins: Option<&Origins>,
+    ) -> Result<(), ReplayError> {
+        let mut refused: Vec<(usize, RejectReason, KeyKind, Transaction)> = Vec::new();
+        for mut out in job {
+            for (at, r) in stages::refusals(&mut out) {
+                refused.push((at, r.reason, r.stage, r.event));
+            }
+            self.summary.counts.add(&out.output.counts);
+            flush_alerts(
+                &mut out.output,
+                &mut self.scoring,
+                &mut self.summary,
+                &mut self.alert_bytes,
+                self.alerts_out,
+            )?;
+        }
+        refused.sort_by_key(|(at, reason, stage, _)| (*at, *reason, *stage));
+        let mut i = 0;
+        while i < refused.len() {
+            let (at, reason, _, _) = &refused[i];
+            let same = refused[i..]
+                .iter()
+                .take_while(|(a, r, _, _)| a == at && r == reason)
+                .count();
+            let stages: Vec<&str> = refused[i..i + same]
+                .iter()
+                .map(|(_, _, s, _)| s.as_str())
+                .collect();
+            let (file, line) = origins
+                .and_then(|o| o.get(*at))
+                .cloned()
+                .unwrap_or_else(|| (std::sync::Arc::from("?"), 0));
+            *self.summary.rejects.entry(*reason).or_default() += 1;
+            let mut raw = Vec::new();
+            encode_event(&refused[i].3, &mut raw);
+            raw.pop();
+            let detail = format!("{} stage", stages.join(", "));
+            self.rejects
+                .write(&file, line, &Rejected::new(*reason, detail), &raw)?;
+            i += same;
+        }
+        Ok(())
+    }
 }
 
 fn forced_format(m: &MappingFile) -> Option<Format> {

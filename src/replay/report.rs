@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use swipeguard_detectors::DetectorName;
+use swipeguard_detectors::{DetectorName, PerDetector};
 
 use super::scoring::{AlertRow, Scoring};
 use super::summary::{thousands, Summary};
@@ -15,7 +15,11 @@ use super::summary::{thousands, Summary};
 /// Name of the page inside the report directory.
 pub const PAGE: &str = "index.html";
 
-const COLORS: [&str; 5] = ["#d62728", "#ff7f0e", "#1f77b4", "#9467bd", "#2ca02c"];
+/// One colour per registered detector, by registry position (the first five as before).
+const COLORS: [&str; swipeguard_detectors::registry::MAX_DETECTORS] = [
+    "#d62728", "#ff7f0e", "#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+];
 const DAY_MS: i64 = 86_400_000;
 /// Days are counted in China Standard Time.
 const CST_MS: i64 = 8 * 3_600_000;
@@ -35,7 +39,7 @@ fn day_label(day: i64) -> String {
 
 /// Stacked bars of alerts per day (CST) and detector.
 fn alerts_over_time(alerts: &[AlertRow]) -> String {
-    let mut per_day: BTreeMap<i64, [u64; 5]> = BTreeMap::new();
+    let mut per_day: BTreeMap<i64, PerDetector> = BTreeMap::new();
     for a in alerts {
         per_day
             .entry((a.ts.0 + CST_MS).div_euclid(DAY_MS))
@@ -76,7 +80,7 @@ fn alerts_over_time(alerts: &[AlertRow]) -> String {
     for (day, counts) in &per_day {
         let x = left + (day - first) as f64 * bar_w;
         let mut y = 10.0 + plot_h;
-        for d in DetectorName::ALL {
+        for d in DetectorName::all() {
             let n = counts[d.index()];
             if n == 0 {
                 continue;
@@ -112,7 +116,7 @@ fn alerts_over_time(alerts: &[AlertRow]) -> String {
 fn score_distribution(alerts: &[AlertRow]) -> String {
     let scores: Vec<(f64, Option<bool>)> = alerts
         .iter()
-        .filter(|a| a.detector == DetectorName::OffPattern)
+        .filter(|a| a.detector.as_str() == "off_pattern")
         .map(|a| (a.score, a.true_positive))
         .collect();
     if scores.is_empty() {
@@ -225,7 +229,7 @@ fn quality_table(summary: &Summary) -> String {
     t.push_str(
         r#"<table id="scenarios"><tr><th>scenario</th><th>events</th><th>any detector</th>"#,
     );
-    for d in DetectorName::ALL {
+    for d in DetectorName::all() {
         let _ = write!(t, "<th>{}</th>", d.as_str());
     }
     t.push_str("</tr>");
@@ -247,7 +251,7 @@ fn quality_table(summary: &Summary) -> String {
 }
 
 fn top_cards(alerts: &[AlertRow]) -> String {
-    let mut by_card: HashMap<&str, (u64, [u64; 5])> = HashMap::new();
+    let mut by_card: HashMap<&str, (u64, PerDetector)> = HashMap::new();
     for a in alerts {
         let e = by_card.entry(a.card.as_str()).or_default();
         e.0 += 1;
@@ -259,8 +263,7 @@ fn top_cards(alerts: &[AlertRow]) -> String {
         r#"<table id="top-cards"><tr><th>card</th><th>alerts</th><th>by detector</th></tr>"#,
     );
     for (card, (n, by)) in cards.into_iter().take(20) {
-        let detail: Vec<String> = DetectorName::ALL
-            .iter()
+        let detail: Vec<String> = DetectorName::all()
             .filter(|d| by[d.index()] > 0)
             .map(|d| format!("{} {}", d.as_str(), by[d.index()]))
             .collect();
@@ -277,8 +280,7 @@ fn top_cards(alerts: &[AlertRow]) -> String {
 
 /// Renders the page.
 pub fn render(summary: &Summary, scoring: &Scoring) -> String {
-    let legend: String = DetectorName::ALL
-        .iter()
+    let legend: String = DetectorName::all()
         .map(|d| {
             format!(
                 r#"<span class="key"><i style="background:{}"></i>{}</span>"#,

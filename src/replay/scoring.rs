@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+use swipeguard_detectors::registry::MAX_DETECTORS;
 use swipeguard_detectors::{
-    Alert, CardId, DetectorName, EventId, EventTime, Severity, Transaction,
+    Alert, CardId, DetectorName, EventId, EventTime, PerDetector, Severity, Transaction,
 };
 
 /// One alert as the report needs it.
@@ -33,7 +34,7 @@ pub struct AlertRow {
 #[derive(Clone, Copy, Debug)]
 struct Labelled {
     label: u16,
-    covered: u8,
+    covered: u16,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +81,7 @@ pub struct LabelReport {
     /// Share of legitimate events named in some alert's evidence.
     pub legit_events_in_alerts: f64,
     /// Per scenario: its events and, per detector, how many of them some alert names.
-    pub per_scenario: Vec<(String, u64, [u64; 5], u64)>,
+    pub per_scenario: Vec<(String, u64, PerDetector, u64)>,
 }
 
 fn is_fraud(label: &str) -> bool {
@@ -122,7 +123,7 @@ impl Scoring {
 
     /// Notes an alert: marks its evidence covered and keeps a row for the report.
     pub fn record(&mut self, alert: &Alert) {
-        let bit = 1u8 << alert.detector.index();
+        let bit = 1u16 << alert.detector.index();
         let mut fraud = false;
         for id in &alert.evidence {
             match self.fraud.get_mut(id) {
@@ -150,9 +151,9 @@ impl Scoring {
             legit_events: self.legit_events,
             ..LabelReport::default()
         };
-        let mut per = [(); 5].map(|_| Quality::default());
+        let mut per: [Quality; MAX_DETECTORS] = std::array::from_fn(|_| Quality::default());
         let legit_covered = self.legit_in_alerts.len() as u64;
-        let mut scenarios: BTreeMap<u16, (u64, [u64; 5], u64)> = BTreeMap::new();
+        let mut scenarios: BTreeMap<u16, (u64, PerDetector, u64)> = BTreeMap::new();
         for l in self.fraud.values() {
             {
                 r.fraud_events += 1;
@@ -184,7 +185,9 @@ impl Scoring {
                 false_alerts += 1;
             }
         }
-        r.per_detector = DetectorName::ALL.into_iter().zip(per).collect();
+        r.per_detector = DetectorName::all()
+            .map(|d| (d, per[d.index()].clone()))
+            .collect();
         if r.legit_events > 0 {
             r.false_alerts_per_1000_legit = false_alerts as f64 * 1000.0 / r.legit_events as f64;
             r.legit_events_in_alerts = legit_covered as f64 / r.legit_events as f64;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use swipeguard_detectors::{Counts, DetectorName, RejectReason, Severity};
+use swipeguard_detectors::{Counts, DetectorName, KeyKind, RejectReason, Severity};
 
 use super::scoring::LabelReport;
 
@@ -14,11 +14,15 @@ pub struct Summary {
     /// Rows read (events and rejects).
     pub rows: u64,
     pub counts: Counts,
-    /// Rows refused before the engine, by reason.
+    /// Refusals by reason: rows the reader refused, and events a stage refused (late or
+    /// duplicate for that stage).
     pub rejects: BTreeMap<RejectReason, u64>,
     /// Alerts by detector and severity.
     pub alerts: BTreeMap<(DetectorName, Severity), u64>,
-    pub tracked_cards: usize,
+    /// The stages that ran, in order.
+    pub stages: Vec<KeyKind>,
+    /// Keys each stage tracked at the end.
+    pub tracked: Vec<(KeyKind, usize)>,
     pub state_bytes: usize,
     pub wall: Duration,
     pub labels: Option<LabelReport>,
@@ -37,6 +41,33 @@ impl Summary {
 
     pub fn events_per_second(&self) -> f64 {
         self.rows as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Rows the reader refused (not JSON, bad values…), as opposed to events a stage refused.
+    pub fn invalid(&self) -> u64 {
+        self.rejects
+            .iter()
+            .filter(|(r, _)| !matches!(r, RejectReason::Late | RejectReason::Duplicate))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Keys tracked at the end by the stage of `kind`.
+    pub fn tracked(&self, kind: KeyKind) -> usize {
+        self.tracked
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// How a stage's keys are called in the summary.
+fn keys_word(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Card => "cards",
+        KeyKind::Terminal => "terminals",
+        KeyKind::Account => "persons",
+        KeyKind::TraceCode => "traceability codes",
     }
 }
 
@@ -68,14 +99,30 @@ impl fmt::Display for Summary {
             self.wall.as_secs_f64(),
             thousands(self.events_per_second() as u64)
         )?;
+        let first = self.stages.first().copied().unwrap_or(KeyKind::Card);
+        let lead = c.stage(first);
         writeln!(
             f,
             "  events detected {}  late {}  duplicate {}  invalid {}",
-            thousands(c.released),
-            thousands(c.late),
-            thousands(c.duplicates),
-            thousands(self.total_rejects() - c.late - c.duplicates)
+            thousands(lead.released),
+            thousands(lead.late),
+            thousands(lead.duplicates),
+            thousands(self.invalid())
         )?;
+        if self.stages.len() > 1 {
+            let mut line = String::from("  stages:");
+            for kind in &self.stages {
+                let s = c.stage(*kind);
+                let _ = write!(
+                    line,
+                    " {kind} {} events (late {}, duplicate {});",
+                    thousands(s.released),
+                    thousands(s.late),
+                    thousands(s.duplicates)
+                );
+            }
+            writeln!(f, "{}", line.trim_end_matches(';'))?;
+        }
         if !self.rejects.is_empty() {
             let mut line = String::from("  rejects by reason:");
             for (r, n) in &self.rejects {
@@ -84,7 +131,7 @@ impl fmt::Display for Summary {
             writeln!(f, "{line}")?;
         }
         writeln!(f, "  alerts {}", thousands(self.total_alerts()))?;
-        for d in DetectorName::ALL {
+        for d in DetectorName::all() {
             let by: Vec<String> = Severity::ALL
                 .iter()
                 .filter_map(|s| {
@@ -104,13 +151,25 @@ impl fmt::Display for Summary {
                 )?;
             }
         }
+        let (idle, capacity) = c.stages.iter().fold((0, 0), |(i, k), s| {
+            (i + s.evicted_idle, k + s.evicted_capacity)
+        });
+        let tracked: Vec<String> = self
+            .stages
+            .iter()
+            .map(|k| format!("{} {}", keys_word(*k), thousands(self.tracked(*k) as u64)))
+            .collect();
         writeln!(
             f,
-            "  tracked cards at end {} (about {:.1} MiB of state); evicted idle {}, at the ceiling {}",
-            thousands(self.tracked_cards as u64),
+            "  tracked at end: {} (about {:.1} MiB of state); evicted idle {}, at the ceiling {}",
+            if tracked.is_empty() {
+                "nothing".into()
+            } else {
+                tracked.join(", ")
+            },
             self.state_bytes as f64 / 1_048_576.0,
-            thousands(c.evicted_idle),
-            thousands(c.evicted_capacity)
+            thousands(idle),
+            thousands(capacity)
         )?;
         if let Some(l) = &self.labels {
             writeln!(
@@ -161,7 +220,7 @@ impl fmt::Display for Summary {
                         thousands(*n),
                         pct(Some(*any as f64 / *n as f64))
                     );
-                    for d in DetectorName::ALL {
+                    for d in DetectorName::all() {
                         let k = by[d.index()];
                         if k > 0 {
                             let _ = write!(

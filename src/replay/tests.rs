@@ -1,7 +1,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use swipeguard_detectors::{Engine, Output};
+use swipeguard_detectors::{Engine, KeyKind, Output};
 
 use super::*;
 use crate::codec::decode_event;
@@ -57,11 +57,28 @@ fn replay_gives_exactly_the_engines_alerts_and_is_byte_identical_run_to_run() {
         );
     }
     engine.drain(&mut out);
-    let mut direct = Vec::new();
-    for a in &out.alerts {
-        encode_alert(a, &mut direct);
+    // Replay writes each batch's alerts stage by stage, the engine event by event: the same
+    // alerts, and within each stage the same order.
+    for kind in KeyKind::ALL {
+        let mut direct = Vec::new();
+        for a in out.alerts.iter().filter(|a| a.subject.kind == *kind) {
+            encode_alert(a, &mut direct);
+        }
+        let replayed: Vec<u8> = String::from_utf8(first.clone())
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&format!(r#""subject":{{"kind":"{kind}""#)))
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect();
+        assert_eq!(replayed, direct, "{kind} stage");
     }
-    assert_eq!(first, direct);
+    assert_eq!(first.len(), {
+        let mut all = Vec::new();
+        for a in &out.alerts {
+            encode_alert(a, &mut all);
+        }
+        all.len()
+    });
 }
 
 #[test]
@@ -131,7 +148,7 @@ fn every_bad_row_is_in_the_rejects_file_with_its_line_and_reason() {
     .collect();
     assert_eq!(got, want);
     assert_eq!(summary.rows, 10);
-    assert_eq!(summary.counts.released, 3);
+    assert_eq!(summary.counts.stage(KeyKind::Card).released, 3);
     assert_eq!(summary.total_rejects(), 7);
     assert_eq!(summary.rejects.get(&RejectReason::Late), Some(&1));
     assert_eq!(
@@ -160,7 +177,7 @@ fn sort_puts_a_shuffled_file_back_in_order() {
     let (ordered, _) = run(&opts(vec![file], &rejects));
     let (unsorted, s1) = run(&opts(vec![shuffled.clone()], &rejects));
     assert!(
-        s1.counts.late > 0,
+        s1.counts.stage(KeyKind::Card).late > 0,
         "a shuffled file without --sort has late rows"
     );
     assert_ne!(ordered, unsorted);
@@ -168,7 +185,7 @@ fn sort_puts_a_shuffled_file_back_in_order() {
         sort: true,
         ..opts(vec![shuffled], &rejects)
     });
-    assert_eq!(s2.counts.late, 0);
+    assert_eq!(s2.counts.stage(KeyKind::Card).late, 0);
     // Ties in event time keep file order under a stable sort; release order is (time, id), so
     // the alerts are the same.
     assert_eq!(ordered, sorted);
@@ -219,7 +236,7 @@ fn the_bank_export_mapping_reads_its_fixture() {
             "missing_field"
         ]
     );
-    assert_eq!(summary.counts.released, 5);
+    assert_eq!(summary.counts.stage(KeyKind::Card).released, 5);
     let text = String::from_utf8(alerts).unwrap();
     assert!(text.contains(r#""detector":"failed_pin""#), "{text}");
     assert!(
@@ -242,7 +259,7 @@ fn the_his_extract_mapping_reads_its_fixture() {
     };
     let (alerts, summary) = run(&o);
     assert!(reasons(&rejects).is_empty());
-    assert_eq!(summary.counts.released, 6);
+    assert_eq!(summary.counts.stage(KeyKind::Card).released, 6);
     let text = String::from_utf8(alerts).unwrap();
     // Beijing then Shanghai half an hour later on k-19; three wrong PINs on k-20.
     assert!(
@@ -266,7 +283,7 @@ fn the_pharmacy_pos_mapping_reads_its_fixture() {
     let (_, summary) = run(&o);
     // Two rows of tok-3 in the same minute get the same assembled id: the second is a duplicate.
     assert_eq!(reasons(&rejects), ["duplicate"]);
-    assert_eq!(summary.counts.released, 4);
+    assert_eq!(summary.counts.stage(KeyKind::Card).released, 4);
 }
 
 #[test]
@@ -332,5 +349,78 @@ fn the_decode_thread_count_changes_nothing_in_the_output() {
     assert!(outputs[0].1.lines().count() >= 2, "bad lines are rejected");
     for other in &outputs[1..] {
         assert!(other == &outputs[0], "output differs with the thread count");
+    }
+}
+
+#[test]
+fn the_stage_thread_count_changes_nothing_in_the_output() {
+    // Two stages (card and terminal) with alerts in both, rows late and duplicate for both
+    // stages, more batches than the workers hold in flight: every thread count must give the
+    // same alerts in the same order and the same rejects.
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(sim_file(dir.path(), 5000)).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    assert!(
+        lines.len() > 5 * super::stages::STAGE_BATCH,
+        "{}",
+        lines.len()
+    );
+    let path = dir.path().join("with-stragglers.jsonl");
+    let mut f = File::create(&path).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        writeln!(f, "{line}").unwrap();
+        if i % 1500 == 1499 {
+            // A duplicate now, and an hour-old straggler: refused by both stages.
+            writeln!(f, "{line}").unwrap();
+            writeln!(f, "{}", lines[i - 1400]).unwrap();
+        }
+    }
+    drop(f);
+    let outputs: Vec<(Vec<u8>, String, Summary)> = [1, 2, 3, 7]
+        .into_iter()
+        .map(|threads| {
+            let rejects = dir.path().join(format!("rejects-{threads}.jsonl"));
+            let o = ReplayOptions {
+                stage_threads: threads,
+                ..opts(vec![path.clone()], &rejects)
+            };
+            let (alerts, summary) = run(&o);
+            (alerts, std::fs::read_to_string(&rejects).unwrap(), summary)
+        })
+        .collect();
+    let (alerts, rejected, summary) = &outputs[0];
+    let subjects: std::collections::BTreeSet<String> = String::from_utf8_lossy(alerts)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["subject"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        subjects.into_iter().collect::<Vec<_>>(),
+        ["card", "terminal"],
+        "both stages alert"
+    );
+    assert_eq!(summary.stages, [KeyKind::Card, KeyKind::Terminal]);
+    for kind in [KeyKind::Card, KeyKind::Terminal] {
+        let c = summary.counts.stage(kind);
+        assert!(c.late > 0 && c.duplicates > 0, "{kind}: {c:?}");
+    }
+    // A row both stages refuse is one line naming both.
+    assert!(
+        rejected
+            .lines()
+            .any(|l| l.contains(r#""detail":"card, terminal stage""#)),
+        "{rejected}"
+    );
+    for (other_alerts, other_rejected, other) in &outputs[1..] {
+        assert!(
+            other_alerts == alerts,
+            "alerts differ with the thread count"
+        );
+        assert_eq!(other_rejected, rejected);
+        assert_eq!(other.counts, summary.counts);
     }
 }

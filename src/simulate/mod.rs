@@ -1,13 +1,16 @@
 //! `swipeguard simulate`: labelled synthetic 医保 swipes for tuning and for proving detectors.
 //!
 //! Ordinary patients ([`population`]) plus, on a share of cards, one injected fraud scenario
-//! ([`scenarios`]). Every card draws from its own ChaCha8 stream seeded from the run's seed and
-//! the card's index, and the output is sorted by (event time, event id): the same arguments give
-//! byte-identical output on any machine.
+//! ([`scenarios`]), plus incidents that involve many cards at one terminal and their near misses
+//! ([`terminals`]). Every card draws from its own ChaCha8 stream seeded from the run's seed and
+//! the card's index, every incident from one seeded from the seed and its number, and the
+//! output is sorted by (event time, event id): the same arguments give byte-identical output
+//! on any machine.
 
 pub mod places;
 pub mod population;
 pub mod scenarios;
+pub mod terminals;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -64,12 +67,19 @@ pub fn simulate(opts: &SimOptions, out: &mut dyn Write) -> io::Result<SimStats> 
         ..SimStats::default()
     };
     let mut events = Vec::new();
+    let per_card: Vec<Scenario> = opts
+        .scenarios
+        .iter()
+        .copied()
+        .filter(|s| s.per_card())
+        .collect();
+    let mut card_ids = Vec::with_capacity(opts.cards as usize);
+    let mut home_cities = Vec::with_capacity(opts.cards as usize);
     for index in 0..opts.cards {
         let mut rng =
             ChaCha8Rng::seed_from_u64(opts.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let victim =
-            !opts.scenarios.is_empty() && rng.random_bool(opts.fraud_share.clamp(0.0, 1.0));
-        let scenario = victim.then(|| opts.scenarios[rng.random_range(0..opts.scenarios.len())]);
+        let victim = !per_card.is_empty() && rng.random_bool(opts.fraud_share.clamp(0.0, 1.0));
+        let scenario = victim.then(|| per_card[rng.random_range(0..per_card.len())]);
         let chronic = scenario.is_some_and(Scenario::needs_history) || rng.random_bool(0.1);
         let mut card = Card::with_mix(
             index,
@@ -88,7 +98,37 @@ pub fn simulate(opts: &SimOptions, out: &mut dyn Write) -> io::Result<SimStats> 
                 .filter(|e| e.label.as_deref() == Some(s.label()))
                 .count() as u64;
         }
+        card_ids.push(std::mem::take(&mut card.card_id));
+        home_cities.push(card.home_city);
         events.append(&mut card.events);
+    }
+    let roster = terminals::Roster {
+        card_ids: &card_ids,
+        home_cities: &home_cities,
+    };
+    if opts.scenarios.contains(&Scenario::TerminalPinProbe) {
+        let count = terminals::incidents(opts.cards, opts.fraud_share);
+        let (mut probes, victims) =
+            terminals::probes(&roster, opts.seed, opts.start_ms, opts.days, count);
+        if !probes.is_empty() {
+            let entry = stats
+                .scenarios
+                .entry(Scenario::TerminalPinProbe.label())
+                .or_default();
+            entry.0 += victims;
+            entry.1 += probes.len() as u64;
+        }
+        events.append(&mut probes);
+    }
+    if !opts.scenarios.is_empty() {
+        let count = 2 * terminals::incidents(opts.cards, opts.fraud_share);
+        events.append(&mut terminals::busy_terminals(
+            &roster,
+            opts.seed,
+            opts.start_ms,
+            opts.days,
+            count,
+        ));
     }
     events.sort_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
     stats.events = events.len() as u64;

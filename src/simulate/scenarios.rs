@@ -10,10 +10,11 @@
 //! | `cash_out` | a pharmacy purchase of thousands of yuan, far above the card's habit | `off_pattern` |
 //! | `non_medical` | hundreds of yuan at a supermarket on a card that only buys medicine | `off_pattern` |
 //! | `lent_card` | someone in another city pays a hospital admission deposit with it, at night | `off_pattern` |
+//! | `terminal_pin_probe` | one terminal, one wrong PIN on each of many cards (see `terminals`) | `terminal_pin_probe` |
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use swipeguard_detectors::{Channel, DeclineReason, DetectorName, MerchantKind, Outcome};
+use swipeguard_detectors::{Channel, DeclineReason, MerchantKind, Outcome};
 
 use super::places;
 use super::population::{Card, CST, DAY, HOUR, MINUTE};
@@ -27,10 +28,12 @@ pub enum Scenario {
     CashOut,
     NonMedical,
     LentCard,
+    /// Many cards at one terminal: drawn per run, not per card (`super::terminals`).
+    TerminalPinProbe,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::PinGuessing,
         Scenario::PinGuessSuccess,
         Scenario::RapidFire,
@@ -38,7 +41,13 @@ impl Scenario {
         Scenario::CashOut,
         Scenario::NonMedical,
         Scenario::LentCard,
+        Scenario::TerminalPinProbe,
     ];
+
+    /// Whether the scenario happens to one card at a time (else it is drawn per run).
+    pub fn per_card(self) -> bool {
+        self != Scenario::TerminalPinProbe
+    }
 
     /// The label its events carry.
     pub fn label(self) -> &'static str {
@@ -50,6 +59,7 @@ impl Scenario {
             Scenario::CashOut => "cash_out",
             Scenario::NonMedical => "non_medical",
             Scenario::LentCard => "lent_card",
+            Scenario::TerminalPinProbe => super::terminals::PROBE,
         }
     }
 
@@ -57,22 +67,21 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|x| x.label() == s)
     }
 
-    /// The detector meant to find it.
-    pub fn detector(self) -> DetectorName {
+    /// The detector meant to find it (its registered name).
+    pub fn detector(self) -> &'static str {
         match self {
-            Scenario::PinGuessing => DetectorName::FailedPin,
-            Scenario::PinGuessSuccess => DetectorName::PinSuccessAfterFailures,
-            Scenario::RapidFire => DetectorName::RapidFire,
-            Scenario::ClonedCard => DetectorName::ImpossibleTravel,
-            Scenario::CashOut | Scenario::NonMedical | Scenario::LentCard => {
-                DetectorName::OffPattern
-            }
+            Scenario::PinGuessing => "failed_pin",
+            Scenario::PinGuessSuccess => "pin_success_after_failures",
+            Scenario::RapidFire => "rapid_fire",
+            Scenario::ClonedCard => "impossible_travel",
+            Scenario::CashOut | Scenario::NonMedical | Scenario::LentCard => "off_pattern",
+            Scenario::TerminalPinProbe => "terminal_pin_probe",
         }
     }
 
     /// Whether the victim needs a history (the profile `off_pattern` judges by).
     pub fn needs_history(self) -> bool {
-        self.detector() == DetectorName::OffPattern
+        self.detector() == "off_pattern"
     }
 }
 
@@ -103,6 +112,8 @@ pub fn inject(card: &mut Card, scenario: Scenario, start: i64, days: u32, rng: &
     let random_time =
         |rng: &mut ChaCha8Rng| start + rng.random_range(DAY..(end - start).max(DAY + 1));
     match scenario {
+        // Drawn per run (`super::terminals`), never injected into one card.
+        Scenario::TerminalPinProbe => {}
         Scenario::PinGuessing | Scenario::PinGuessSuccess => {
             let m = places::merchant(home, MerchantKind::Pharmacy, rng.random_range(0..60));
             let mut t = at_local_hour(random_time(rng), rng.random_range(9.0..20.0));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, DetectorName, Millis, Severity, Transaction};
+use crate::model::{Action, KeyKind, Millis, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.failed_pin]`
@@ -76,8 +76,9 @@ pub struct FailedPinState {
 }
 
 impl Detector for FailedPin {
-    const NAME: DetectorName = DetectorName::FailedPin;
+    const NAME: &'static str = "failed_pin";
     const VERSION: u32 = 1;
+    const KEY: KeyKind = KeyKind::Card;
     type State = FailedPinState;
 
     fn observe(&self, state: &mut FailedPinState, tx: &Transaction, emit: &mut Emitter<'_>) {
@@ -96,7 +97,7 @@ impl Detector for FailedPin {
             return;
         }
         let failures = &state.failures;
-        emit.fire(Self::NAME, &mut state.cooldown, self.cooldown, tx, || {
+        emit.fire(&mut state.cooldown, self.cooldown, tx, || {
             let start = failures.first().map_or(tx.ts, |m| m.ts);
             let n = failures.len();
             let places = failures.distinct_places();
@@ -113,6 +114,7 @@ impl Detector for FailedPin {
                     if places == 1 { "" } else { "s" }
                 ),
                 features: Vec::new(),
+                reason: None,
             }
         });
     }
@@ -142,10 +144,10 @@ mod tests {
             tx("e2", minutes(4)).bad_pin().terminal("t2"),
             tx("e3", minutes(10)).bad_pin().terminal("t1"),
         ];
-        let alerts = run(DetectorName::FailedPin, events);
+        let alerts = run(FailedPin::NAME, events);
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
-        assert_eq!(a.detector, DetectorName::FailedPin);
+        assert_eq!(a.detector.as_str(), "failed_pin");
         assert_eq!(a.action, Action::LockCard);
         assert_eq!(a.action_for, Some(Millis(24 * 3_600_000)));
         assert_eq!(
@@ -162,7 +164,7 @@ mod tests {
             tx("e2", minutes(5)).bad_pin(),
             tx("e3", minutes(10) + 1000).bad_pin(),
         ];
-        assert!(run(DetectorName::FailedPin, events).is_empty());
+        assert!(run(FailedPin::NAME, events).is_empty());
     }
 
     #[test]
@@ -173,7 +175,7 @@ mod tests {
             tx("e3", 2000),
             tx("e4", 3000).bad_pin(),
         ];
-        assert!(run(DetectorName::FailedPin, events).is_empty());
+        assert!(run(FailedPin::NAME, events).is_empty());
     }
 
     #[test]
@@ -183,13 +185,13 @@ mod tests {
             .collect();
         // A second burst after the 10-minute cool-down.
         events.extend((0..3).map(|i| tx(&format!("b{i}"), minutes(30) + i * 10_000).bad_pin()));
-        let alerts = run(DetectorName::FailedPin, events);
+        let alerts = run(FailedPin::NAME, events);
         let firsts: Vec<_> = alerts.iter().map(|a| a.evidence[0].as_str()).collect();
         assert_eq!(firsts, ["a0", "b0"]);
     }
 
     #[test]
     fn passes_the_property_harness() {
-        proptest_detector(DetectorName::FailedPin);
+        proptest_detector(FailedPin::NAME);
     }
 }

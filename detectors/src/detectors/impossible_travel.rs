@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::detector::{Cooldown, Detector, Emitter, Finding};
-use crate::model::{
-    Action, DetectorName, EventId, EventTime, GeoPoint, Millis, Severity, Transaction,
-};
+use crate::model::{Action, EventId, EventTime, GeoPoint, KeyKind, Millis, Severity, Transaction};
 
 /// `[detectors.impossible_travel]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,8 +100,9 @@ pub fn haversine_km(a: GeoPoint, b: GeoPoint) -> f64 {
 }
 
 impl Detector for ImpossibleTravel {
-    const NAME: DetectorName = DetectorName::ImpossibleTravel;
+    const NAME: &'static str = "impossible_travel";
     const VERSION: u32 = 1;
+    const KEY: KeyKind = KeyKind::Card;
     type State = ImpossibleTravelState;
 
     fn observe(&self, state: &mut ImpossibleTravelState, tx: &Transaction, emit: &mut Emitter<'_>) {
@@ -140,7 +139,7 @@ impl Detector for ImpossibleTravel {
         if kmh <= self.max_speed_kmh {
             return;
         }
-        emit.fire(Self::NAME, &mut state.cooldown, self.cooldown, tx, || {
+        emit.fire(&mut state.cooldown, self.cooldown, tx, || {
             let speed = if kmh.is_finite() {
                 format!("{:.0} km/h", kmh)
             } else {
@@ -163,6 +162,7 @@ impl Detector for ImpossibleTravel {
                     from.lat, from.lon, to.lat, to.lon
                 ),
                 features: Vec::new(),
+                reason: None,
             }
         });
     }
@@ -204,8 +204,8 @@ mod tests {
     #[test]
     fn speed_boundary_899_vs_901_kmh() {
         // 450 km: 899 km/h takes 1802.0 s; 901 km/h takes 1798.0 s.
-        assert!(run(DetectorName::ImpossibleTravel, pair(450.0, 1802)).is_empty());
-        let alerts = run(DetectorName::ImpossibleTravel, pair(450.0, 1798));
+        assert!(run(ImpossibleTravel::NAME, pair(450.0, 1802)).is_empty());
+        let alerts = run(ImpossibleTravel::NAME, pair(450.0, 1798));
         assert_eq!(alerts.len(), 1);
         assert!(
             alerts[0]
@@ -218,13 +218,13 @@ mod tests {
 
     #[test]
     fn distance_boundary_49_vs_51_km() {
-        assert!(run(DetectorName::ImpossibleTravel, pair(49.0, 1)).is_empty());
-        assert_eq!(run(DetectorName::ImpossibleTravel, pair(51.0, 1)).len(), 1);
+        assert!(run(ImpossibleTravel::NAME, pair(49.0, 1)).is_empty());
+        assert_eq!(run(ImpossibleTravel::NAME, pair(51.0, 1)).len(), 1);
     }
 
     #[test]
     fn same_instant_far_apart_is_infinite_speed() {
-        let alerts = run(DetectorName::ImpossibleTravel, pair(1000.0, 0));
+        let alerts = run(ImpossibleTravel::NAME, pair(1000.0, 0));
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].explanation.contains("infinite speed"));
         assert!(alerts[0].score.is_finite());
@@ -241,7 +241,7 @@ mod tests {
             tx("c", 2000),
             tx("d", 3000).geo(30.0, 120.0),
         ];
-        assert!(run(DetectorName::ImpossibleTravel, events).is_empty());
+        assert!(run(ImpossibleTravel::NAME, events).is_empty());
     }
 
     #[test]
@@ -261,6 +261,6 @@ mod tests {
 
     #[test]
     fn passes_the_property_harness() {
-        proptest_detector(DetectorName::ImpossibleTravel);
+        proptest_detector(ImpossibleTravel::NAME);
     }
 }

@@ -1,4 +1,4 @@
-//! The five detectors of DESIGN §3, one file each.
+//! The detectors, one file each; [`crate::registry`] lists them.
 
 pub mod failed_pin;
 pub mod impossible_travel;
@@ -6,3 +6,4 @@ pub mod off_pattern;
 pub mod pin_success;
 pub mod profile;
 pub mod rapid_fire;
+pub mod terminal_pin_probe;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, DetectorName, Millis, Outcome, Severity, Transaction};
+use crate::model::{Action, KeyKind, Millis, Outcome, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.pin_success_after_failures]`
@@ -74,8 +74,9 @@ pub struct PinSuccessState {
 }
 
 impl Detector for PinSuccess {
-    const NAME: DetectorName = DetectorName::PinSuccessAfterFailures;
+    const NAME: &'static str = "pin_success_after_failures";
     const VERSION: u32 = 1;
+    const KEY: KeyKind = KeyKind::Card;
     type State = PinSuccessState;
 
     fn observe(&self, state: &mut PinSuccessState, tx: &Transaction, emit: &mut Emitter<'_>) {
@@ -97,7 +98,7 @@ impl Detector for PinSuccess {
         }
         if state.failures.len() >= self.min_failures {
             let failures = &state.failures;
-            emit.fire(Self::NAME, &mut state.cooldown, self.cooldown, tx, || {
+            emit.fire(&mut state.cooldown, self.cooldown, tx, || {
                 let start = failures.first().map_or(tx.ts, |m| m.ts);
                 let n = failures.len();
                 let mut evidence = failures.ids();
@@ -115,6 +116,7 @@ impl Detector for PinSuccess {
                         tx.ts.since(start)
                     ),
                     features: Vec::new(),
+                    reason: None,
                 }
             });
         }
@@ -144,7 +146,7 @@ mod tests {
             tx("f2", MIN).bad_pin(),
             tx("ok", 10 * MIN).amount(1234),
         ];
-        let alerts = run(DetectorName::PinSuccessAfterFailures, events);
+        let alerts = run(PinSuccess::NAME, events);
         assert_eq!(alerts.len(), 1);
         let ids: Vec<_> = alerts[0].evidence.iter().map(|e| e.as_str()).collect();
         assert_eq!(ids, ["f1", "f2", "ok"]);
@@ -157,13 +159,13 @@ mod tests {
     #[test]
     fn approval_after_one_failure_or_outside_window_is_quiet() {
         let one = vec![tx("f1", 0).bad_pin(), tx("ok", MIN)];
-        assert!(run(DetectorName::PinSuccessAfterFailures, one).is_empty());
+        assert!(run(PinSuccess::NAME, one).is_empty());
         let late = vec![
             tx("f1", 0).bad_pin(),
             tx("f2", MIN).bad_pin(),
             tx("ok", 10 * MIN + 1),
         ];
-        assert!(run(DetectorName::PinSuccessAfterFailures, late).is_empty());
+        assert!(run(PinSuccess::NAME, late).is_empty());
     }
 
     #[test]
@@ -176,13 +178,13 @@ mod tests {
             tx("f3", 30 * MIN).bad_pin(),
             tx("ok3", 31 * MIN),
         ];
-        let alerts = run(DetectorName::PinSuccessAfterFailures, events);
+        let alerts = run(PinSuccess::NAME, events);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].evidence[0].as_str(), "f1");
     }
 
     #[test]
     fn passes_the_property_harness() {
-        proptest_detector(DetectorName::PinSuccessAfterFailures);
+        proptest_detector(PinSuccess::NAME);
     }
 }

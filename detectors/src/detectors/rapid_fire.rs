@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, DetectorName, Millis, Severity, Transaction};
+use crate::model::{Action, KeyKind, Millis, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.rapid_fire]`
@@ -76,8 +76,9 @@ fn intensity(n: usize, span: Millis, min_swipes: usize, window: Millis) -> f64 {
 }
 
 impl Detector for RapidFire {
-    const NAME: DetectorName = DetectorName::RapidFire;
+    const NAME: &'static str = "rapid_fire";
     const VERSION: u32 = 1;
+    const KEY: KeyKind = KeyKind::Card;
     type State = RapidFireState;
 
     fn observe(&self, state: &mut RapidFireState, tx: &Transaction, emit: &mut Emitter<'_>) {
@@ -91,7 +92,7 @@ impl Detector for RapidFire {
             return;
         }
         let swipes = &state.swipes;
-        emit.fire(Self::NAME, &mut state.cooldown, self.cooldown, tx, || {
+        emit.fire(&mut state.cooldown, self.cooldown, tx, || {
             let start = swipes.first().map_or(tx.ts, |m| m.ts);
             let n = swipes.len();
             let span = tx.ts.since(start);
@@ -113,6 +114,7 @@ impl Detector for RapidFire {
                     if places == 1 { "" } else { "s" }
                 ),
                 features: Vec::new(),
+                reason: None,
             }
         });
     }
@@ -134,7 +136,7 @@ mod tests {
     #[test]
     fn five_swipes_within_sixty_seconds_fire() {
         let events: Vec<_> = (0..5).map(|i| tx(&format!("s{i}"), i * 15_000)).collect();
-        let alerts = run(DetectorName::RapidFire, events);
+        let alerts = run(RapidFire::NAME, events);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].evidence.len(), 5);
         assert_eq!(alerts[0].score, 1.0);
@@ -144,22 +146,22 @@ mod tests {
     #[test]
     fn four_swipes_or_five_over_sixty_one_seconds_do_not_fire() {
         let four: Vec<_> = (0..4).map(|i| tx(&format!("s{i}"), i * 1000)).collect();
-        assert!(run(DetectorName::RapidFire, four).is_empty());
+        assert!(run(RapidFire::NAME, four).is_empty());
         let slow: Vec<_> = (0..5).map(|i| tx(&format!("s{i}"), i * 15_250)).collect();
-        assert!(run(DetectorName::RapidFire, slow).is_empty());
+        assert!(run(RapidFire::NAME, slow).is_empty());
     }
 
     #[test]
     fn cooldown_suppresses_the_sixth_and_seventh_and_a_later_burst_fires() {
         let mut events: Vec<_> = (0..7).map(|i| tx(&format!("a{i}"), i * 5_000)).collect();
         events.extend((0..5).map(|i| tx(&format!("b{i}"), 20 * 60_000 + i * 5_000)));
-        let alerts = run(DetectorName::RapidFire, events);
+        let alerts = run(RapidFire::NAME, events);
         let firsts: Vec<_> = alerts.iter().map(|a| a.evidence[0].as_str()).collect();
         assert_eq!(firsts, ["a0", "b0"]);
     }
 
     #[test]
     fn passes_the_property_harness() {
-        proptest_detector(DetectorName::RapidFire);
+        proptest_detector(RapidFire::NAME);
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::profile::{Observation, Profile, HOME_REGIONS, HOURS, KINDS};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
 use crate::model::{
-    Action, AmountMinor, DetectorName, FeatureSurprise, MerchantKind, Millis, Outcome, Severity,
+    Action, AmountMinor, FeatureSurprise, KeyKind, MerchantKind, Millis, Outcome, Severity,
     Transaction,
 };
 use stats::{categorical_p, combined, AmountPrior, Thresholds};
@@ -246,8 +246,9 @@ impl OffPattern {
 }
 
 impl Detector for OffPattern {
-    const NAME: DetectorName = DetectorName::OffPattern;
+    const NAME: &'static str = "off_pattern";
     const VERSION: u32 = 1;
+    const KEY: KeyKind = KeyKind::Card;
     type State = OffPatternState;
 
     fn observe(&self, state: &mut OffPatternState, tx: &Transaction, emit: &mut Emitter<'_>) {
@@ -262,7 +263,7 @@ impl Detector for OffPattern {
             }
             if let Some(p) = combined(&ps[..k], &self.thresholds) {
                 let profile = &state.profile;
-                emit.fire(Self::NAME, &mut state.cooldown, self.cooldown, tx, || {
+                emit.fire(&mut state.cooldown, self.cooldown, tx, || {
                     let features = self.describe(&scores, profile, &obs, tx);
                     let mut named: Vec<&FeatureSurprise> = features
                         .iter()
@@ -303,6 +304,7 @@ impl Detector for OffPattern {
                         action_for: None,
                         explanation,
                         features,
+                        reason: None,
                     }
                 });
             }

@@ -35,8 +35,8 @@ fn silent_before_ten_prior_swipes() {
                 .region("310101"),
         )
     };
-    assert!(run(DetectorName::OffPattern, spree(9)).is_empty());
-    let alerts = run(DetectorName::OffPattern, spree(10));
+    assert!(run(OffPattern::NAME, spree(9)).is_empty());
+    let alerts = run(OffPattern::NAME, spree(10));
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].evidence[0].as_str(), "x");
 }
@@ -51,7 +51,7 @@ fn an_ordinary_swipe_is_quiet() {
             .kind(MerchantKind::Pharmacy)
             .region("310101"),
     );
-    assert!(run(DetectorName::OffPattern, events).is_empty());
+    assert!(run(OffPattern::NAME, events).is_empty());
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn cash_out_names_the_amount() {
             .kind(MerchantKind::Pharmacy)
             .region("310101"),
     );
-    let alerts = run(DetectorName::OffPattern, events);
+    let alerts = run(OffPattern::NAME, events);
     assert_eq!(alerts.len(), 1);
     let a = &alerts[0];
     assert!(
@@ -89,7 +89,7 @@ fn a_lent_card_elsewhere_at_night_is_flagged_on_several_features() {
             .kind(MerchantKind::Hospital)
             .region("440305"),
     );
-    let alerts = run(DetectorName::OffPattern, events);
+    let alerts = run(OffPattern::NAME, events);
     assert_eq!(alerts.len(), 1);
     let e = &alerts[0].explanation;
     assert!(e.contains("region 440305 (new for this card)"), "{e}");
@@ -104,7 +104,7 @@ fn declined_swipes_are_scored_but_not_learned() {
         .map(|i| tx(&format!("d{i}"), i * DAY).declined(DeclineReason::InsufficientFunds))
         .chain([tx("x", 11 * DAY).amount(900_000)])
         .collect();
-    assert!(run(DetectorName::OffPattern, events).is_empty());
+    assert!(run(OffPattern::NAME, events).is_empty());
 }
 
 #[test]
@@ -128,5 +128,5 @@ fn utc_offsets_parse_and_bad_ones_name_the_key() {
 
 #[test]
 fn passes_the_property_harness() {
-    proptest_detector(DetectorName::OffPattern);
+    proptest_detector(OffPattern::NAME);
 }

@@ -1,0 +1,313 @@
+//! The keys of one stage — cards, terminals, accounts or traceability codes — and, per key, one
+//! slot per detector of the stage pointing at that detector's state (or at nothing).
+//!
+//! Keys are kept in release order of their last event, which is event-time order: the front is
+//! the key seen least recently. That single order serves both bounds:
+//!
+//! - **idle eviction**: a key whose last event is older than the stage's longest horizon can no
+//!   longer influence any decision and is forgotten, oldest first;
+//! - **the ceiling**: when a new key would exceed the stage's ceiling, the least recently seen
+//!   key is forgotten first (ties cannot arise: the order is the release order).
+//!
+//! A key none of whose detectors holds state is dropped at once ([`KeyTable::remove`]): a card
+//! that only ever made ordinary swipes costs nothing to the PIN detectors.
+//!
+//! Layout: entries live in one vector (a slab with a free list) linked into the recency order
+//! by indices, the hash index holds entry numbers only, and the slots of all entries sit in one
+//! vector, `width` per entry. No allocation per key; a key up to 24 bytes is stored inline.
+//! The hasher has a fixed seed and nothing observable depends on hash order.
+
+use hashbrown::HashTable;
+
+use crate::model::{EventTime, Text};
+
+type Hasher = foldhash::fast::FixedState;
+
+/// Where a detector's state for a key is, in that detector's store.
+pub(crate) type Slot = u32;
+/// No state.
+pub(crate) const EMPTY: Slot = u32::MAX;
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: Text,
+    last_seen: EventTime,
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KeyTable {
+    index: HashTable<u32>,
+    hasher: Hasher,
+    entries: Vec<Entry>,
+    slots: Vec<Slot>,
+    width: usize,
+    vacant: Vec<u32>,
+    head: u32,
+    tail: u32,
+    len: usize,
+    max: usize,
+}
+
+impl KeyTable {
+    /// A table for keys with `width` detector slots each, holding at most `max` keys.
+    pub fn new(width: usize, max: usize) -> Self {
+        debug_assert!(max > 0);
+        KeyTable {
+            index: HashTable::new(),
+            hasher: Hasher::with_seed(0x5e1f_9a2d),
+            entries: Vec::new(),
+            slots: Vec::new(),
+            width,
+            vacant: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    pub fn find(&self, key: &str) -> Option<u32> {
+        let entries = &self.entries;
+        self.index
+            .find(self.hash(key), |&i| entries[i as usize].key == key)
+            .copied()
+    }
+
+    /// The key's entry, moved to the most-recently-seen end with `now` as its last event; a new
+    /// key gets empty slots, pushing out the least recently seen key first if the table is
+    /// full (`evicted` is shown its slots before they are forgotten).
+    pub fn touch(&mut self, key: &str, now: EventTime, evicted: impl FnOnce(&[Slot])) -> u32 {
+        let at = match self.find(key) {
+            Some(at) => {
+                self.unlink(at);
+                at
+            }
+            None => {
+                if self.len >= self.max && self.head != NIL {
+                    let oldest = self.head;
+                    evicted(self.slots(oldest));
+                    self.remove(oldest);
+                }
+                self.insert(key)
+            }
+        };
+        self.entries[at as usize].last_seen = now;
+        self.link_back(at);
+        at
+    }
+
+    /// Appends a new key (not present) at the most-recently-seen end: restore's path.
+    pub fn push_back(&mut self, key: &str, last_seen: EventTime) -> u32 {
+        let at = self.insert(key);
+        self.entries[at as usize].last_seen = last_seen;
+        self.link_back(at);
+        at
+    }
+
+    fn insert(&mut self, key: &str) -> u32 {
+        let entry = Entry {
+            key: Text::new(key),
+            last_seen: EventTime::MIN,
+            prev: NIL,
+            next: NIL,
+        };
+        let at = match self.vacant.pop() {
+            Some(at) => {
+                self.entries[at as usize] = entry;
+                at
+            }
+            None => {
+                self.entries.push(entry);
+                self.slots.extend(std::iter::repeat_n(EMPTY, self.width));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let hash = self.hash(key);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(hash, at, |&i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(entries[i as usize].key.as_str())
+        });
+        self.len += 1;
+        at
+    }
+
+    /// Forgets a key (its slots must already be empty or freed by the caller).
+    pub fn remove(&mut self, at: u32) {
+        let hash = self.hash(&self.entries[at as usize].key);
+        if let Ok(found) = self.index.find_entry(hash, |&i| i == at) {
+            found.remove();
+        }
+        self.unlink(at);
+        let e = &mut self.entries[at as usize];
+        e.key = Text::default();
+        e.last_seen = EventTime::MIN;
+        self.slots_mut(at).fill(EMPTY);
+        self.vacant.push(at);
+        self.len -= 1;
+    }
+
+    fn unlink(&mut self, at: u32) {
+        let (prev, next) = {
+            let e = &self.entries[at as usize];
+            (e.prev, e.next)
+        };
+        if prev == NIL {
+            if self.head == at {
+                self.head = next;
+            }
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            if self.tail == at {
+                self.tail = prev;
+            }
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+        let e = &mut self.entries[at as usize];
+        e.prev = NIL;
+        e.next = NIL;
+    }
+
+    fn link_back(&mut self, at: u32) {
+        let tail = self.tail;
+        {
+            let e = &mut self.entries[at as usize];
+            e.prev = tail;
+            e.next = NIL;
+        }
+        if tail == NIL {
+            self.head = at;
+        } else {
+            self.entries[tail as usize].next = at;
+        }
+        self.tail = at;
+    }
+
+    pub fn slots(&self, at: u32) -> &[Slot] {
+        let start = at as usize * self.width;
+        &self.slots[start..start + self.width]
+    }
+
+    pub fn slots_mut(&mut self, at: u32) -> &mut [Slot] {
+        let start = at as usize * self.width;
+        &mut self.slots[start..start + self.width]
+    }
+
+    /// The least recently seen key, if it was last seen before `cutoff`.
+    pub fn oldest_before(&self, cutoff: EventTime) -> Option<u32> {
+        (self.head != NIL && self.entries[self.head as usize].last_seen < cutoff)
+            .then_some(self.head)
+    }
+
+    /// Keys from least to most recently seen: (entry, key, last event).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str, EventTime)> + '_ {
+        let mut at = self.head;
+        std::iter::from_fn(move || {
+            if at == NIL {
+                return None;
+            }
+            let e = &self.entries[at as usize];
+            let item = (at, e.key.as_str(), e.last_seen);
+            at = e.next;
+            Some(item)
+        })
+    }
+
+    /// Makes room for `additional` keys at once (restore).
+    pub fn reserve(&mut self, additional: usize) {
+        let additional = additional.min(self.max);
+        self.entries.reserve_exact(additional);
+        self.slots.reserve_exact(additional * self.width);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.reserve(additional, |&i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(entries[i as usize].key.as_str())
+        });
+    }
+
+    /// Estimated bytes held: entries, slots, the hash index, vacancies and long keys' strings.
+    /// Vectors count what is written; their growth room is never touched (address space, not
+    /// memory). The hash index's control bytes are all written, so it counts whole.
+    pub fn bytes(&self) -> usize {
+        let entries = self.entries.len() * std::mem::size_of::<Entry>();
+        let slots = self.slots.len() * std::mem::size_of::<Slot>();
+        let buckets = if self.index.capacity() == 0 {
+            0
+        } else {
+            (self.index.capacity() * 8 / 7).next_power_of_two()
+        };
+        let index = buckets * (std::mem::size_of::<u32>() + 1);
+        let vacant = self.vacant.capacity() * 4;
+        let long_keys: usize = self
+            .entries
+            .iter()
+            .filter(|e| e.key.is_heap_allocated())
+            .map(|e| crate::detector::heap_block(e.key.len()))
+            .sum();
+        entries + slots + index + vacant + long_keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(t: &KeyTable) -> Vec<String> {
+        t.iter().map(|(_, k, _)| k.to_string()).collect()
+    }
+
+    #[test]
+    fn recency_order_ceiling_and_removal() {
+        let mut t = KeyTable::new(2, 3);
+        for (i, k) in ["a", "b", "c", "a"].into_iter().enumerate() {
+            t.touch(k, EventTime(i as i64), |_| panic!("no eviction yet"));
+        }
+        assert_eq!(keys(&t), ["b", "c", "a"]);
+        let mut evicted = 0;
+        let d = t.touch("d", EventTime(9), |s| {
+            assert_eq!(s, [EMPTY, EMPTY]);
+            evicted += 1;
+        });
+        assert_eq!(evicted, 1);
+        assert_eq!(keys(&t), ["c", "a", "d"]);
+        t.slots_mut(d)[1] = 7;
+        assert_eq!(t.slots(t.find("d").unwrap()), [EMPTY, 7]);
+        t.remove(t.find("a").unwrap());
+        assert_eq!(keys(&t), ["c", "d"]);
+        assert_eq!(t.find("a"), None);
+        let e = t.touch("e", EventTime(10), |_| panic!("room after removal"));
+        assert_eq!(t.slots(e), [EMPTY, EMPTY], "a reused entry starts empty");
+        assert_eq!(keys(&t), ["c", "d", "e"]);
+        assert_eq!(t.oldest_before(EventTime(3)), t.find("c"));
+        assert_eq!(t.oldest_before(EventTime(2)), None);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn long_keys_live_on_the_heap_and_are_found() {
+        let mut t = KeyTable::new(1, 10);
+        let long = "a-traceability-code-of-more-than-24-bytes";
+        let at = t.touch(long, EventTime(1), |_| {});
+        assert_eq!(t.find(long), Some(at));
+        assert!(t.bytes() > 0);
+    }
+}

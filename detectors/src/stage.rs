@@ -1,0 +1,266 @@
+//! A stage: every enabled detector of one key kind (DESIGN §11), with its own watermark,
+//! reorder buffer and key table.
+//!
+//! **Lateness rule.** An event is *late* when its time is older than the stage's watermark, or
+//! when its (time, id) does not come after the last event the stage already released. A late
+//! event is never shown to the detectors (their windows have moved on); it is counted and
+//! handed back in [`Output::refusals`] with reason `late`, for the caller to forward to the
+//! dead-letter topic or the rejects file, so it is never silently dropped. An event whose
+//! (time, id) equals one that is buffered or was just released is a *duplicate*, handled the
+//! same way with reason `duplicate`.
+//!
+//! **Release.** Events at or before the watermark are released in (event time, event id)
+//! order; [`Stage::drain`] releases the rest (end of a replay). With allowed lateness 0 every
+//! in-order event is released on arrival. A released event is shown, for each of its keys of
+//! this stage's kind (one, or one per traceability code), to every detector of the stage in
+//! registry order.
+//!
+//! **Time.** The stage's clock is the newest released event time or the watermark, whichever
+//! is later. Keys idle for longer than the longest horizon of the stage's detectors are
+//! forgotten by that clock; a key beyond the stage's ceiling pushes out the least recently seen
+//! one. Counts of all of it come back in [`Output::counts`].
+
+use std::sync::Arc;
+
+use crate::detector::{Emitter, Versions};
+use crate::engine::{Admission, Output, Refusal};
+use crate::keys::{KeyTable, Slot, EMPTY};
+use crate::model::{EventId, EventTime, KeyKind, Millis, Subject, Text, Transaction};
+use crate::reorder::ReorderBuffer;
+use crate::store::Stored;
+use crate::watermark::Watermark;
+
+/// The detectors of one key kind over one partition's events.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub(crate) kind: KeyKind,
+    pub(crate) watermark: Watermark,
+    pub(crate) pending: ReorderBuffer,
+    pub(crate) last_released: Option<(EventTime, EventId)>,
+    pub(crate) clock: EventTime,
+    pub(crate) keys: KeyTable,
+    pub(crate) stores: Vec<Box<dyn Stored>>,
+    horizon: Millis,
+    versions: Arc<Versions>,
+}
+
+/// Calls `f` with each key of `kind` the event carries.
+pub fn for_each_key(kind: KeyKind, tx: &Transaction, mut f: impl FnMut(&str)) {
+    match kind {
+        KeyKind::Card => f(tx.card_id.as_str()),
+        KeyKind::Terminal => f(tx.terminal_id.as_deref().unwrap_or(&tx.merchant_id)),
+        KeyKind::Account => {
+            if let Some(account) = tx.account_id.as_deref() {
+                f(account)
+            }
+        }
+        KeyKind::TraceCode => {}
+    }
+}
+
+/// Whether the event carries a key of `kind` at all (events without one skip the stage).
+pub fn has_key(kind: KeyKind, tx: &Transaction) -> bool {
+    let mut any = false;
+    for_each_key(kind, tx, |_| any = true);
+    any
+}
+
+impl Stage {
+    pub(crate) fn new(
+        kind: KeyKind,
+        lateness: Millis,
+        max_keys: usize,
+        stores: Vec<Box<dyn Stored>>,
+        versions: Arc<Versions>,
+    ) -> Stage {
+        let horizon = stores.iter().map(|s| s.horizon()).max().unwrap_or_default();
+        Stage {
+            kind,
+            watermark: Watermark::new(lateness),
+            pending: ReorderBuffer::default(),
+            last_released: None,
+            clock: EventTime::MIN,
+            keys: KeyTable::new(stores.len(), max_keys),
+            stores,
+            horizon,
+            versions,
+        }
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    pub fn watermark(&self) -> EventTime {
+        self.watermark.value()
+    }
+
+    /// The newest event time admitted.
+    pub fn newest_event_time(&self) -> EventTime {
+        self.watermark.newest()
+    }
+
+    /// Whether the event is for this stage (it carries a key of the stage's kind).
+    pub fn takes(&self, tx: &Transaction) -> bool {
+        has_key(self.kind, tx)
+    }
+
+    /// The stage's detectors, each with how many keys hold its state.
+    pub fn detectors(&self) -> impl Iterator<Item = (crate::model::DetectorName, usize)> + '_ {
+        self.stores.iter().map(|s| (s.name(), s.live()))
+    }
+
+    /// Tracked keys and buffered events.
+    pub fn held(&self) -> (usize, usize) {
+        (self.keys.len(), self.pending.len())
+    }
+
+    /// Estimated bytes of key table, states and buffered events.
+    pub fn bytes(&self) -> usize {
+        self.keys.bytes()
+            + self.stores.iter().map(|s| s.bytes()).sum::<usize>()
+            + self.pending.heap_bytes()
+    }
+
+    /// Offers one event (the caller checked [`Stage::takes`]). Accepted events are buffered and
+    /// released (possibly this one and others) when the watermark passes them; their alerts
+    /// land in `out`. A refused event goes to `out.refusals`.
+    pub fn admit(&mut self, tx: Transaction, out: &mut Output) -> Admission {
+        let counts = out.counts.stage_mut(self.kind);
+        let after_last = self
+            .last_released
+            .as_ref()
+            .is_none_or(|(ts, id)| (tx.ts, &tx.event_id) > (*ts, id));
+        let is_last = self
+            .last_released
+            .as_ref()
+            .is_some_and(|(ts, id)| *ts == tx.ts && *id == tx.event_id);
+        let refused = if is_last || self.pending.contains(tx.ts, &tx.event_id) {
+            counts.duplicates += 1;
+            Admission::Duplicate
+        } else if self.watermark.is_late(tx.ts) || !after_last {
+            counts.late += 1;
+            if self.watermark.late_only_by_idle_advance(tx.ts) {
+                counts.late_after_idle += 1;
+            }
+            Admission::Late
+        } else {
+            Admission::Accepted
+        };
+        if let Some(reason) = refused.reject_reason() {
+            out.refusals.push(Refusal {
+                stage: self.kind,
+                reason,
+                event: tx,
+            });
+            return refused;
+        }
+        counts.accepted += 1;
+        self.watermark.observe(tx.ts);
+        if self.pending.is_empty() && tx.ts <= self.watermark.value() {
+            // Nothing waits ahead of it: release without buffering (lateness 0, in order).
+            self.release(tx, out);
+        } else {
+            self.pending.insert(tx);
+            self.release_ready(out);
+        }
+        Admission::Accepted
+    }
+
+    /// Idle advance (live mode only): the watermark jumps to the newest event time seen,
+    /// releasing everything buffered.
+    pub fn advance_idle(&mut self, out: &mut Output) {
+        if self.watermark.advance_to_newest() {
+            self.release_ready(out);
+        }
+    }
+
+    /// Moves event time forward to `to` without an event (a heartbeat or an upstream
+    /// watermark): releases what the new watermark passes and forgets keys idle by then.
+    pub fn advance_watermark(&mut self, to: EventTime, out: &mut Output) {
+        if self.watermark.advance_to(to) {
+            self.release_ready(out);
+            self.tick(to, out);
+        }
+    }
+
+    /// End of input: releases every buffered event in order.
+    pub fn drain(&mut self, out: &mut Output) {
+        while let Some(tx) = self.pending.pop_first() {
+            self.release(tx, out);
+        }
+    }
+
+    fn release_ready(&mut self, out: &mut Output) {
+        while let Some(tx) = self.pending.pop_ready(self.watermark.value()) {
+            self.release(tx, out);
+        }
+    }
+
+    /// Advances the clock and forgets keys idle for longer than the horizon.
+    fn tick(&mut self, now: EventTime, out: &mut Output) {
+        if now <= self.clock {
+            return;
+        }
+        self.clock = now;
+        let cutoff = now.saturating_sub(self.horizon);
+        let mut evicted = 0;
+        while let Some(at) = self.keys.oldest_before(cutoff) {
+            free_all(&mut self.stores, self.keys.slots(at));
+            self.keys.remove(at);
+            evicted += 1;
+        }
+        out.counts.stage_mut(self.kind).evicted_idle += evicted;
+    }
+
+    /// Shows one event to every detector of the stage, once per key it carries.
+    fn release(&mut self, tx: Transaction, out: &mut Output) {
+        debug_assert!(self
+            .last_released
+            .as_ref()
+            .is_none_or(|(ts, id)| (tx.ts, &tx.event_id) > (*ts, id)));
+        self.tick(tx.ts, out);
+        out.counts.stage_mut(self.kind).released += 1;
+        let kind = self.kind;
+        for_each_key(kind, &tx, |key| self.observe(key, &tx, out));
+        self.last_released = Some((tx.ts, tx.event_id));
+    }
+
+    fn observe(&mut self, key: &str, tx: &Transaction, out: &mut Output) {
+        let stores = &mut self.stores;
+        let mut capacity = 0;
+        let at = self.keys.touch(key, tx.ts, |slots| {
+            free_all(stores, slots);
+            capacity += 1;
+        });
+        out.counts.stage_mut(self.kind).evicted_capacity += capacity;
+        let subject = Subject {
+            kind: self.kind,
+            id: Text::new(key),
+        };
+        let mut emit = Emitter {
+            detector: stores[0].name(),
+            subject: &subject,
+            alerts: &mut out.alerts,
+            counts: &mut out.counts,
+            versions: &self.versions,
+        };
+        let slots = self.keys.slots_mut(at);
+        let mut holds = false;
+        for (slot, store) in slots.iter_mut().zip(stores.iter_mut()) {
+            store.observe(slot, tx, &mut emit);
+            holds |= *slot != EMPTY;
+        }
+        if !holds {
+            self.keys.remove(at);
+        }
+    }
+}
+
+fn free_all(stores: &mut [Box<dyn Stored>], slots: &[Slot]) {
+    for (slot, store) in slots.iter().zip(stores.iter_mut()) {
+        if *slot != EMPTY {
+            store.free(*slot);
+        }
+    }
+}

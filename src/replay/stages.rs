@@ -1,0 +1,220 @@
+//! Replay's detecting half: the engine's stages (DESIGN §11) on threads of their own, fed the
+//! same events, with output that does not depend on the number of threads.
+//!
+//! Events are cut into batches by count ([`STAGE_BATCH`], the same cut for any thread count).
+//! Every batch goes to every worker; a worker runs its stages (round-robin over the workers, in
+//! stage order) over the batch and sends each stage's output back. The caller takes the output
+//! of batch `k` stage by stage, in stage order, before batch `k + 1`: so alerts and refusals
+//! leave in the same order whether one thread runs every stage or each stage has its own.
+//! At most [`IN_FLIGHT`] batches are ahead of the caller, which bounds memory.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use swipeguard_detectors::{Engine, KeyKind, Output, Refusal, Stage, Transaction};
+
+/// Events per batch handed to the stages.
+pub const STAGE_BATCH: usize = 4096;
+/// Batches the workers may be ahead of the caller.
+const IN_FLIGHT: usize = 4;
+
+/// What one stage made of one batch.
+pub struct StageOutput {
+    pub stage: usize,
+    pub output: Output,
+    /// For each refusal in `output.refusals`, the event's position in its batch.
+    pub refused_at: Vec<usize>,
+}
+
+/// A stage's size at the end.
+pub struct StageEnd {
+    pub kind: KeyKind,
+    pub tracked: usize,
+    pub buffered: usize,
+    pub bytes: usize,
+}
+
+enum Job {
+    Batch(Arc<Vec<Transaction>>),
+    /// End of input: drain.
+    Drain,
+}
+
+/// Results of one job from one worker: one output per stage it runs.
+type Done = Vec<StageOutput>;
+
+/// The workers and the order their results are taken in.
+pub struct StageRunner<'scope> {
+    jobs: Vec<SyncSender<Job>>,
+    results: Vec<Receiver<Done>>,
+    handles: Vec<ScopedJoinHandle<'scope, Vec<StageEnd>>>,
+    stages: usize,
+    /// Jobs sent whose results are not yet taken.
+    pending: VecDeque<()>,
+}
+
+/// Worker threads to use for `stages` stages: `wanted`, or with 0 one per stage; at least one,
+/// at most one per stage.
+pub fn workers(wanted: usize, stages: usize) -> usize {
+    let n = if wanted == 0 { stages } else { wanted };
+    n.clamp(1, stages.max(1))
+}
+
+fn run_worker(
+    mut stages: Vec<(usize, Stage)>,
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+) -> Vec<StageEnd> {
+    while let Ok(job) = jobs.recv() {
+        let outputs = match job {
+            Job::Batch(events) => stages
+                .iter_mut()
+                .map(|(index, stage)| run_batch(*index, stage, &events))
+                .collect(),
+            Job::Drain => stages
+                .iter_mut()
+                .map(|(index, stage)| {
+                    let mut output = Output::default();
+                    stage.drain(&mut output);
+                    StageOutput {
+                        stage: *index,
+                        output,
+                        refused_at: Vec::new(),
+                    }
+                })
+                .collect(),
+        };
+        if done.send(outputs).is_err() {
+            break;
+        }
+    }
+    stages
+        .iter()
+        .map(|(_, s)| {
+            let (tracked, buffered) = s.held();
+            StageEnd {
+                kind: s.kind(),
+                tracked,
+                buffered,
+                bytes: s.bytes(),
+            }
+        })
+        .collect()
+}
+
+fn run_batch(index: usize, stage: &mut Stage, events: &[Transaction]) -> StageOutput {
+    let mut output = Output::default();
+    let mut refused_at = Vec::new();
+    for (at, tx) in events.iter().enumerate() {
+        if !stage.takes(tx) {
+            continue;
+        }
+        let before = output.refusals.len();
+        stage.admit(tx.clone(), &mut output);
+        refused_at.extend(std::iter::repeat_n(at, output.refusals.len() - before));
+    }
+    StageOutput {
+        stage: index,
+        output,
+        refused_at,
+    }
+}
+
+impl<'scope> StageRunner<'scope> {
+    /// Starts `workers` threads in `scope` running the engine's stages.
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        engine: Engine,
+        workers: usize,
+    ) -> std::io::Result<Self> {
+        let stages = engine.into_stages();
+        let count = stages.len();
+        let workers = workers.clamp(1, count.max(1));
+        let mut assigned: Vec<Vec<(usize, Stage)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, stage) in stages.into_iter().enumerate() {
+            assigned[i % workers].push((i, stage));
+        }
+        let mut jobs = Vec::with_capacity(workers);
+        let mut results = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for mine in assigned {
+            let (job_tx, job_rx) = sync_channel(IN_FLIGHT);
+            let (done_tx, done_rx) = channel();
+            handles.push(
+                std::thread::Builder::new()
+                    .name("swipeguard-stage".into())
+                    .spawn_scoped(scope, move || run_worker(mine, job_rx, done_tx))?,
+            );
+            jobs.push(job_tx);
+            results.push(done_rx);
+        }
+        Ok(StageRunner {
+            jobs,
+            results,
+            handles,
+            stages: count,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Hands a batch to every stage. Returns the outputs of the oldest batch, in stage order,
+    /// once more than [`IN_FLIGHT`] batches are out (else an empty list).
+    pub fn send(&mut self, events: Vec<Transaction>) -> Result<Vec<StageOutput>, StagePanicked> {
+        let events = Arc::new(events);
+        self.dispatch(|| Job::Batch(events.clone()));
+        drop(events);
+        if self.pending.len() > IN_FLIGHT {
+            self.take()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Drains every stage; returns every remaining output in order, then the stages' sizes.
+    pub fn finish(mut self) -> Result<(Vec<StageOutput>, Vec<StageEnd>), StagePanicked> {
+        self.dispatch(|| Job::Drain);
+        let mut outputs = Vec::new();
+        while !self.pending.is_empty() {
+            outputs.extend(self.take()?);
+        }
+        drop(self.jobs);
+        let mut ends: Vec<StageEnd> = Vec::with_capacity(self.stages);
+        for h in self.handles {
+            ends.extend(h.join().map_err(|_| StagePanicked)?);
+        }
+        ends.sort_by_key(|e| e.kind);
+        Ok((outputs, ends))
+    }
+
+    fn dispatch(&mut self, job: impl Fn() -> Job) {
+        for j in &self.jobs {
+            // A worker gone means it panicked; `take` reports the missing output.
+            let _ = j.send(job());
+        }
+        self.pending.push_back(());
+    }
+
+    /// The outputs of the oldest pending job, in stage order. A worker that stopped answering
+    /// panicked: its stages' output is lost, and the replay must say so rather than end short.
+    fn take(&mut self) -> Result<Vec<StageOutput>, StagePanicked> {
+        self.pending.pop_front();
+        let mut outputs: Vec<StageOutput> = Vec::with_capacity(self.stages);
+        for r in &self.results {
+            outputs.extend(r.recv().map_err(|_| StagePanicked)?);
+        }
+        outputs.sort_by_key(|o| o.stage);
+        Ok(outputs)
+    }
+}
+
+/// A stage thread stopped (a bug: it panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("a stage thread stopped unexpectedly (a bug: please report it)")]
+pub struct StagePanicked;
+
+/// The refusals of one output with the position of each event in its batch.
+pub fn refusals(out: &mut StageOutput) -> impl Iterator<Item = (usize, Refusal)> + '_ {
+    out.refused_at.drain(..).zip(out.output.refusals.drain(..))
+}
