@@ -1,6 +1,9 @@
 //! Ordinary insured patients: each card has a home city and district, a few usual merchants,
 //! a visit rate, a mix of pharmacy, clinic and hospital visits, personal amounts and hours,
-//! occasional declines and PIN typos, rare online orders and trips to another city.
+//! occasional declines and PIN typos, rare online orders and trips to another city — and the
+//! mess real insured people make: chronic patients' monthly refills several times their usual
+//! purchase, an occasional large hospital bill, a move to another city, a new pharmacy, family
+//! members buying on one account at their own amounts and hours, a week of seasonal illness.
 //!
 //! An ordinary card never does what `failed_pin`, `pin_success_after_failures` or `rapid_fire`
 //! look for: at most one wrong PIN per visit, typos at least an hour apart, and the swipes of a
@@ -34,6 +37,9 @@ pub struct Card {
     pub amount_factor: f64,
     pub peak_hour: f64,
     pub events: Vec<Transaction>,
+    /// A family member buying on this account: their own amount factor and hour, and how often
+    /// a visit is theirs.
+    family: Option<(f64, f64, f64)>,
     last_typo: i64,
     /// Next event number: ids stay unique even after events are removed.
     next_event: u32,
@@ -95,6 +101,7 @@ impl Card {
                 .map_or(11.0, |d| d.sample(rng))
                 .clamp(8.0, 18.0),
             events: Vec::new(),
+            family: None,
             last_typo: i64::MIN / 2,
             next_event: 0,
         }
@@ -210,8 +217,12 @@ impl Card {
     }
 
     fn local_time(&self, day_start: i64, rng: &mut ChaCha8Rng) -> i64 {
-        let hour: f64 = Normal::new(self.peak_hour, 1.8)
-            .map_or(self.peak_hour, |d| d.sample(rng))
+        self.local_time_at(self.peak_hour, day_start, rng)
+    }
+
+    fn local_time_at(&self, peak: f64, day_start: i64, rng: &mut ChaCha8Rng) -> i64 {
+        let hour: f64 = Normal::new(peak, 1.8)
+            .map_or(peak, |d| d.sample(rng))
             .clamp(7.5, 21.0);
         day_start + (hour * HOUR as f64) as i64 + rng.random_range(0..MINUTE)
     }
@@ -277,22 +288,133 @@ impl Card {
         self.pay(ts, &m, amount, rng);
     }
 
-    /// Ordinary life from `start` for `days`, trips included.
+    /// A visit by the family member sharing the card: their amounts and hours.
+    fn family_visit(&mut self, day_start: i64, rng: &mut ChaCha8Rng) {
+        let Some((factor, peak, _)) = self.family else {
+            return self.visit(day_start, rng);
+        };
+        let (own_factor, own_peak) = (self.amount_factor, self.peak_hour);
+        self.amount_factor = factor;
+        self.peak_hour = peak;
+        self.visit(day_start, rng);
+        self.amount_factor = own_factor;
+        self.peak_hour = own_peak;
+    }
+
+    /// A chronic patient's monthly refill: several times the usual purchase, at a usual pharmacy.
+    fn refill(&mut self, day_start: i64, rng: &mut ChaCha8Rng) {
+        let m = self.usual[MerchantKind::Pharmacy.index()][0].clone();
+        let ts = self.local_time(day_start, rng);
+        let amount = self.amount(MerchantKind::Pharmacy, rng) * rng.random_range(3..=6);
+        self.pay(ts, &m, amount, rng);
+    }
+
+    /// A large hospital bill: an inpatient deposit, surgery, a course of treatment.
+    fn large_bill(&mut self, day_start: i64, rng: &mut ChaCha8Rng) {
+        let m = self.usual[MerchantKind::Hospital.index()][0].clone();
+        let ts = self.local_time(day_start, rng);
+        let amount = (lognormal(rng, 2_500.0, 0.6) * 100.0).round() as u64;
+        self.pay(ts, &m, amount.clamp(50_000, 5_000_000), rng);
+    }
+
+    /// Moves the card's home to another city: its usual merchants are there from now on.
+    fn relocate(&mut self, rng: &mut ChaCha8Rng) {
+        let city = places::far_city(rng, self.home_city, 300.0);
+        self.home_city = city;
+        for (k, kind) in MerchantKind::ALL.iter().enumerate() {
+            let n = self.usual[k].len();
+            self.usual[k] = (0..n)
+                .map(|_| {
+                    places::merchant(
+                        city,
+                        *kind,
+                        rng.random_range(0..places::merchants_of(*kind)),
+                    )
+                })
+                .collect();
+        }
+    }
+
+    /// Ordinary life from `start` for `days`, trips, refills, bills, moves, a new pharmacy,
+    /// family purchases and a spell of seasonal illness included.
     pub fn live(&mut self, start: i64, days: u32, rng: &mut ChaCha8Rng) {
         let gap = Exp::new(self.visits_per_day).ok();
-        let mut day = 0.0f64;
+        let days_f = f64::from(days);
         let trip_day = rng
             .random_bool(0.05)
             .then(|| rng.random_range(0..days.max(1)));
+        // What this card's life holds besides the routine, drawn up front.
+        let chronic = self.visits_per_day >= 0.35;
+        let refill_day = (chronic && rng.random_bool(0.7)).then(|| rng.random_range(0..30u32));
+        let bill_day = rng
+            .random_bool(0.06 * days_f / 30.0)
+            .then(|| rng.random_range(0..days.max(1)));
+        let move_day = rng
+            .random_bool(0.02)
+            .then(|| rng.random_range(1..days.max(2)));
+        let new_pharmacy_day = rng
+            .random_bool(0.2)
+            .then(|| rng.random_range(0..days.max(1)));
+        if rng.random_bool(0.15) {
+            self.family = Some((
+                lognormal(rng, 1.0, 0.5),
+                rng.random_range(8.0..19.0),
+                rng.random_range(0.2..0.5),
+            ));
+        }
+        let illness = rng.random_bool(0.2).then(|| {
+            (
+                rng.random_range(0..days.max(1)),
+                rng.random_range(5..=10u32),
+            )
+        });
+        let mut day = 0.0f64;
+        let mut moved = false;
+        let mut new_pharmacy = false;
         loop {
+            let ill = illness.is_some_and(|(from, len)| {
+                let d = day as u32;
+                d >= from && d < from + len
+            });
+            // A spell of illness: three times the visits.
+            let rate_boost = if ill { 3.0 } else { 1.0 };
             day += gap
                 .as_ref()
-                .map_or(f64::INFINITY, |g| g.sample(rng))
-                .max(0.4);
-            if day >= f64::from(days) {
+                .map_or(f64::INFINITY, |g| g.sample(rng) / rate_boost)
+                .max(0.25);
+            if day >= days_f {
                 break;
             }
-            self.visit(start + day.floor() as i64 * DAY, rng);
+            let d = day.floor() as u32;
+            if !moved && move_day.is_some_and(|m| d >= m) {
+                moved = true;
+                self.relocate(rng);
+            }
+            if !new_pharmacy && new_pharmacy_day.is_some_and(|n| d >= n) {
+                new_pharmacy = true;
+                let city = self.home_city;
+                let extra = places::merchant(
+                    city,
+                    MerchantKind::Pharmacy,
+                    rng.random_range(0..places::merchants_of(MerchantKind::Pharmacy)),
+                );
+                self.usual[MerchantKind::Pharmacy.index()].insert(0, extra);
+            }
+            let day_start = start + i64::from(d) * DAY;
+            match self.family {
+                Some((_, _, share)) if rng.random_bool(share) => self.family_visit(day_start, rng),
+                _ => self.visit(day_start, rng),
+            }
+        }
+        if let Some(first) = refill_day {
+            let mut d = first;
+            while d < days {
+                self.refill(start + i64::from(d) * DAY, rng);
+                d += rng.random_range(28..=32);
+            }
+        }
+        if let Some(d) = bill_day {
+            self.large_bill(start + i64::from(d) * DAY, rng);
         }
         if let Some(d) = trip_day {
             // Nothing at home for a day and a half either side: the trip is travelled, not teleported.

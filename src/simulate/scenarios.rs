@@ -10,6 +10,8 @@
 //! | `cash_out` | a pharmacy purchase of thousands of yuan, far above the card's habit | `off_pattern` |
 //! | `non_medical` | hundreds of yuan at a supermarket on a card that only buys medicine | `off_pattern` |
 //! | `lent_card` | someone in another city pays a hospital admission deposit with it, at night | `off_pattern` |
+//! | `cash_out_split` | the subtler cash-out: 3–5 pharmacy purchases of 4–8 times the card's usual over two or three days, at its usual pharmacy and hours | `off_pattern` |
+//! | `lent_card_local` | the subtler lent card: a relative in another city buys at pharmacies (the holder's usual kind) by day, 2–3 times the usual amount | `off_pattern` |
 //! | `terminal_pin_probe` | one terminal, one wrong PIN on each of many cards (see `terminals`) | `terminal_pin_probe` |
 
 use rand::Rng;
@@ -28,12 +30,14 @@ pub enum Scenario {
     CashOut,
     NonMedical,
     LentCard,
+    CashOutSplit,
+    LentCardLocal,
     /// Many cards at one terminal: drawn per run, not per card (`super::terminals`).
     TerminalPinProbe,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::PinGuessing,
         Scenario::PinGuessSuccess,
         Scenario::RapidFire,
@@ -41,6 +45,8 @@ impl Scenario {
         Scenario::CashOut,
         Scenario::NonMedical,
         Scenario::LentCard,
+        Scenario::CashOutSplit,
+        Scenario::LentCardLocal,
         Scenario::TerminalPinProbe,
     ];
 
@@ -59,6 +65,8 @@ impl Scenario {
             Scenario::CashOut => "cash_out",
             Scenario::NonMedical => "non_medical",
             Scenario::LentCard => "lent_card",
+            Scenario::CashOutSplit => "cash_out_split",
+            Scenario::LentCardLocal => "lent_card_local",
             Scenario::TerminalPinProbe => super::terminals::PROBE,
         }
     }
@@ -74,7 +82,11 @@ impl Scenario {
             Scenario::PinGuessSuccess => "pin_success_after_failures",
             Scenario::RapidFire => "rapid_fire",
             Scenario::ClonedCard => "impossible_travel",
-            Scenario::CashOut | Scenario::NonMedical | Scenario::LentCard => "off_pattern",
+            Scenario::CashOut
+            | Scenario::NonMedical
+            | Scenario::LentCard
+            | Scenario::CashOutSplit
+            | Scenario::LentCardLocal => "off_pattern",
             Scenario::TerminalPinProbe => "terminal_pin_probe",
         }
     }
@@ -114,6 +126,51 @@ pub fn inject(card: &mut Card, scenario: Scenario, start: i64, days: u32, rng: &
     match scenario {
         // Drawn per run (`super::terminals`), never injected into one card.
         Scenario::TerminalPinProbe => {}
+        Scenario::CashOutSplit => {
+            let t = after_history(card, 12, start, rng);
+            let m = card.usual[MerchantKind::Pharmacy.index()][0].clone();
+            let usual = 5_800.0 * card.amount_factor;
+            let mut day = t;
+            for _ in 0..rng.random_range(3..=5) {
+                let hour = (card.peak_hour + rng.random_range(-1.5..1.5)).clamp(8.0, 20.0);
+                let amount = (usual * rng.random_range(4.0..8.0)).round() as u64;
+                card.swipe(
+                    at_local_hour(day, hour),
+                    &m,
+                    amount,
+                    Outcome::Approved,
+                    None,
+                    Channel::Chip,
+                    label,
+                    rng,
+                );
+                day += rng.random_range(6 * HOUR..20 * HOUR);
+            }
+        }
+        Scenario::LentCardLocal => {
+            // A relative elsewhere: the holder stays at home meanwhile, so no clone is implied.
+            let t = after_history(card, 12, start, rng);
+            card.events
+                .retain(|e| e.ts.0 < t - DAY || e.ts.0 > t + 3 * DAY);
+            let city = places::far_city(rng, home, 500.0);
+            let usual = 5_800.0 * card.amount_factor;
+            let mut day = t;
+            for _ in 0..rng.random_range(2..=3) {
+                let m = places::merchant(city, MerchantKind::Pharmacy, rng.random_range(0..60));
+                let amount = (usual * rng.random_range(2.0..3.0)).round() as u64;
+                card.swipe(
+                    at_local_hour(day, rng.random_range(9.0..19.0)),
+                    &m,
+                    amount,
+                    Outcome::Approved,
+                    None,
+                    Channel::Chip,
+                    label,
+                    rng,
+                );
+                day += rng.random_range(12 * HOUR..30 * HOUR);
+            }
+        }
         Scenario::PinGuessing | Scenario::PinGuessSuccess => {
             let m = places::merchant(home, MerchantKind::Pharmacy, rng.random_range(0..60));
             let mut t = at_local_hour(random_time(rng), rng.random_range(9.0..20.0));

@@ -4,6 +4,5 @@ pub mod failed_pin;
 pub mod impossible_travel;
 pub mod off_pattern;
 pub mod pin_success;
-pub mod profile;
 pub mod rapid_fire;
 pub mod terminal_pin_probe;

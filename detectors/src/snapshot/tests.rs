@@ -141,7 +141,8 @@ fn a_bumped_detector_version_discards_only_its_section() {
             }
         }
         // The same version as this build's is loaded as written.
-        let same = with_section_version(&engine, detector, 1);
+        let version = DetectorName::named(detector).registration().version;
+        let same = with_section_version(&engine, detector, version);
         assert_eq!(
             Engine::restore(EngineConfig::default(), &same)
                 .unwrap()

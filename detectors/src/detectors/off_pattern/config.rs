@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ChiSquared, ContinuousCDF};
 
-use super::stats::{AmountPrior, Thresholds};
+use super::profile::{BANDS, KINDS};
 use super::OffPattern;
 use crate::config::{positive, ConfigError};
-use crate::detectors::profile::{HOURS, KINDS};
 use crate::model::Millis;
+
+/// Hours of the day in `hour_prior`.
+const HOURS: usize = 24;
 
 /// One number per merchant kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,8 +42,16 @@ pub struct OffPatternConfig {
     /// A card idle this long is forgotten (its profile has decayed to little anyway).
     #[serde(with = "humantime_serde")]
     pub horizon: Duration,
-    /// Fire when the combined p-value of the swipe is at most this.
+    /// Fire when the amount alone is this improbable for the card (upper-tail p-value).
     pub alert_p_value: f64,
+    /// Fire when the amount, merchant kind, hour and region the swipe carries are together
+    /// this improbable (Fisher's combination of their p-values).
+    pub context_p_value: f64,
+    /// What each swipe's amount must exceed, in normal scores, to add to the burst statistic
+    /// (the CUSUM's allowance): a run of moderately high amounts adds up.
+    pub burst_drift: f64,
+    /// Fire when the burst statistic reaches this (in normal scores above the drift).
+    pub burst_threshold: f64,
     /// Name a feature in the explanation when its own p-value is at most this.
     pub feature_p_value: f64,
     /// Pseudo-swipes of population behaviour mixed into each card's kind, hour and region shares.
@@ -50,16 +59,20 @@ pub struct OffPatternConfig {
     /// Population share of swipes per merchant kind (normalised).
     pub kind_prior: PerKind,
     /// Population share of swipes per local hour 0..23 (normalised): most swipes are by day.
+    /// Cards are profiled in three-hour bands, so the prior is summed per band.
     pub hour_prior: Vec<f64>,
     /// Population share of swipes made outside the card's home regions.
     pub away_share: f64,
     /// Compare regions by this many leading characters of the code: 4 is the city level of
     /// China's six-digit administrative codes (districts of one city are home); 0 = whole code.
     pub region_prefix: usize,
-    /// Typical amount per merchant kind in yuan: the prior centre of a card's amounts there.
+    /// Typical amount per merchant kind in yuan: amounts are judged relative to it, so a card's
+    /// hospital bills and pharmacy purchases share one habit.
     pub typical_amount_yuan: PerKind,
     /// Typical spread of ln(amount) within one card at one kind of merchant (0.6 ≈ ×1.8).
     pub amount_spread: f64,
+    /// The same at hospitals: their bills vary more (registration, examinations, deposits).
+    pub hospital_amount_spread: f64,
     /// Pseudo-swipes the amount prior is worth: more makes young profiles less jumpy.
     pub amount_prior_weight: f64,
     /// Offset of local time from UTC for the hour of day, `+08:00` for China.
@@ -76,7 +89,10 @@ impl Default for OffPatternConfig {
             min_history: 10,
             half_life: Duration::from_secs(30 * 86_400),
             horizon: Duration::from_secs(90 * 86_400),
-            alert_p_value: 1e-3,
+            alert_p_value: 2e-3,
+            context_p_value: 3e-4,
+            burst_drift: 0.5,
+            burst_threshold: 6.0,
             feature_p_value: 0.05,
             prior_weight: 1.0,
             kind_prior: PerKind {
@@ -98,7 +114,8 @@ impl Default for OffPatternConfig {
                 other: 50.0,
             },
             amount_spread: 0.6,
-            amount_prior_weight: 10.0,
+            hospital_amount_spread: 0.9,
+            amount_prior_weight: 4.0,
             utc_offset: "+08:00".into(),
             cooldown: Duration::from_secs(3600),
         }
@@ -170,37 +187,40 @@ impl OffPatternConfig {
                 "every amount must be a positive number",
             ));
         }
-        let mut thresholds = [Thresholds {
-            fisher: f64::INFINITY,
-            min_p: 0.0,
-        }; 5];
-        let half = alert_p / 2.0;
-        for (n, t) in thresholds.iter_mut().enumerate().skip(1) {
-            let chi = ChiSquared::new(2.0 * n as f64)
-                .map_err(|e| ConfigError::new(k("alert_p_value"), e.to_string()))?;
-            *t = Thresholds {
-                fisher: chi.inverse_cdf(1.0 - half),
-                min_p: -((-half).ln_1p() / n as f64).exp_m1(),
-            };
+        let context_p = prob("context_p_value", self.context_p_value)?;
+        let burst_drift = positive_number("burst_drift", self.burst_drift)?;
+        let burst_threshold = positive_number("burst_threshold", self.burst_threshold)?;
+        if self.min_history < 2 {
+            return Err(ConfigError::new(k("min_history"), "must be at least 2"));
         }
+        let band_prior: [f64; BANDS] =
+            std::array::from_fn(|b| hour_prior[b * 3..b * 3 + 3].iter().sum());
         Ok(OffPattern {
-            min_history: self.min_history,
+            min_history: self.min_history.min(u32::from(u16::MAX)) as u16,
             half_life: positive(&k("half_life"), self.half_life)?,
             horizon: positive(&k("horizon"), self.horizon)?,
+            alert_p,
+            context_p,
+            burst_drift,
+            burst_threshold,
             feature_p: prob("feature_p_value", self.feature_p_value)?,
             prior: positive_number("prior_weight", self.prior_weight)?,
             kind_prior: [kind_prior[0], kind_prior[1], kind_prior[2], kind_prior[3]],
-            hour_prior: std::array::from_fn(|h| hour_prior[h]),
+            band_prior,
             away_share: prob("away_share", self.away_share)?,
             region_prefix: self.region_prefix,
-            amount: AmountPrior::new(
-                typical,
-                positive_number("amount_spread", self.amount_spread)?,
-                positive_number("amount_prior_weight", self.amount_prior_weight)?,
-            ),
+            typical_yuan: typical,
+            spreads: {
+                let base = positive_number("amount_spread", self.amount_spread)?;
+                let hospital =
+                    positive_number("hospital_amount_spread", self.hospital_amount_spread)?;
+                let mut s = [base; KINDS];
+                s[crate::model::MerchantKind::Hospital.index()] = hospital;
+                s
+            },
+            amount_prior_weight: positive_number("amount_prior_weight", self.amount_prior_weight)?,
             utc_offset: Millis(utc_offset),
             cooldown: Millis::from_duration(self.cooldown),
-            thresholds,
         })
     }
 }

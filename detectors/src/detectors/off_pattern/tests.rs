@@ -94,7 +94,85 @@ fn a_lent_card_elsewhere_at_night_is_flagged_on_several_features() {
     let e = &alerts[0].explanation;
     assert!(e.contains("region 440305 (new for this card)"), "{e}");
     assert!(e.contains("merchant_kind hospital"), "{e}");
-    assert!(e.contains("hour 02:00-02:59"), "{e}");
+    assert!(e.contains("hour 00:00-02:59"), "{e}");
+}
+
+#[test]
+fn a_feature_the_feed_does_not_carry_is_left_out() {
+    // No merchant kind, no region: only amount and hour are scored, and an ordinary amount at
+    // the usual hour raises nothing, however little the card's profile knows of kinds.
+    let bare = |n: i64| -> Vec<TxBuilder> {
+        (0..n)
+            .map(|i| {
+                tx(&format!("h{i}"), i * 2 * DAY + 2 * HOUR).amount(7_000 + (i % 5) as u64 * 500)
+            })
+            .collect()
+    };
+    let t = 30 * 2 * DAY + 2 * HOUR;
+    assert!(run(OffPattern::NAME, with(bare(30), tx("x", t).amount(8_000))).is_empty());
+    let alerts = run(OffPattern::NAME, with(bare(30), tx("x", t).amount(200_000)));
+    assert_eq!(alerts.len(), 1);
+    let names: Vec<&str> = alerts[0]
+        .features
+        .iter()
+        .map(|f| f.feature.as_str())
+        .collect();
+    assert_eq!(names, ["amount", "hour"]);
+}
+
+#[test]
+fn several_medium_amounts_in_a_row_add_up_to_a_burst() {
+    // Each about twice the habit: one alone is not enough, a run of them is.
+    let mut events = habit(30);
+    let t = 30 * 2 * DAY + 2 * HOUR;
+    events.push(
+        tx("m0", t)
+            .amount(16_000)
+            .kind(MerchantKind::Pharmacy)
+            .region("310101"),
+    );
+    assert!(
+        run(OffPattern::NAME, events.clone()).is_empty(),
+        "one medium amount"
+    );
+    for i in 1..6 {
+        events.push(
+            tx(&format!("m{i}"), t + i * 3 * HOUR)
+                .amount(16_000)
+                .kind(MerchantKind::Pharmacy)
+                .region("310101"),
+        );
+    }
+    let alerts = run(OffPattern::NAME, events);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].evidence[0].as_str().starts_with('m'));
+    assert!(
+        alerts[0].features.iter().any(|f| f.feature == "burst"),
+        "{:?}",
+        alerts[0].features
+    );
+}
+
+#[test]
+fn a_spree_is_learnt_capped_so_the_next_big_swipe_still_stands_out() {
+    let mut events = habit(30);
+    let t = 30 * 2 * DAY + 2 * HOUR;
+    events.push(
+        tx("x1", t)
+            .amount(650_000)
+            .kind(MerchantKind::Pharmacy)
+            .region("310101"),
+    );
+    // After the one-hour cool-down, the same again.
+    events.push(
+        tx("x2", t + 2 * HOUR)
+            .amount(650_000)
+            .kind(MerchantKind::Pharmacy)
+            .region("310101"),
+    );
+    let alerts = run(OffPattern::NAME, events);
+    let firsts: Vec<&str> = alerts.iter().map(|a| a.evidence[0].as_str()).collect();
+    assert_eq!(firsts, ["x1", "x2"]);
 }
 
 #[test]
