@@ -29,6 +29,20 @@ fn main() {
             rss / size.tracked_cards.max(1),
             peak_rss().unwrap_or(0) as f64 / 1048576.0
         );
+        for stage in engine.stages() {
+            let (keys, parts) = stage.bytes_by_part();
+            let n = stage.held().0.max(1);
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|(d, b)| format!("{d}={}", b / n))
+                .collect();
+            println!(
+                "  {} stage, bytes per key: keys={} {}",
+                stage.kind(),
+                keys / n,
+                parts.join(" ")
+            );
+        }
         drop(engine);
     }
 }

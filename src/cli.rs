@@ -102,6 +102,11 @@ pub struct ReplayArgs {
     /// alerts and their order never depend on it.
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub stage_threads: usize,
+    /// Score every value of one numeric detector key in the same pass, e.g.
+    /// `detectors.off_pattern.alert_p_value=1e-4,1e-3,1e-2`: a table in the summary, a curve in
+    /// the report (the alerts written are those of the configuration as given).
+    #[arg(long)]
+    pub sweep: Option<String>,
 }
 
 #[derive(Debug, Args)]

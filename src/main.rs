@@ -119,6 +119,11 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         progress: !args.no_progress,
         decode_threads: args.decode_threads,
         stage_threads: args.stage_threads,
+        sweep: args
+            .sweep
+            .as_deref()
+            .map(swipeguard::replay::sweep::Sweep::parse)
+            .transpose()?,
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(

@@ -208,27 +208,40 @@ fn a_snapshot_of_the_release_before_restores_every_card_and_continues_the_same()
         .map(|d| (d.detector.as_str(), d.reason))
         .collect();
     assert_eq!(discarded, [("off_pattern", DiscardReason::Version)]);
-    // Every card state the release held is here: rebuilding the first half from scratch gives
-    // the same cards, with the same states, as restoring.
+    // Every card state the release held is here. Rebuilding the first half from scratch gives
+    // the same cards with the same states — except what this build has already swept as no
+    // longer able to matter (closed PIN and rapid-fire windows, finished cool-downs): the
+    // restored engine holds those until its own sweep gets to them, so it holds at least as
+    // much, and exactly the same for detectors that never expire anything.
     let mut rebuilt = Engine::new(EngineConfig::default()).unwrap();
     alerts_for_prefix(&mut rebuilt, &lines[..lines.len() / 2]);
-    let card_stage = |e: &Engine| {
+    let card_stage = |e: &Engine| -> (usize, Vec<(String, usize)>) {
         let s = e
             .stages()
             .iter()
             .find(|s| s.kind() == KeyKind::Card)
             .unwrap();
-        let unchanged: Vec<_> = s
+        let unchanged = s
             .detectors()
             .filter(|(d, _)| d.registration().version == 1)
+            .map(|(d, n)| (d.to_string(), n))
             .collect();
         (s.held().1, unchanged)
     };
-    assert_eq!(card_stage(&restored.engine), card_stage(&rebuilt));
+    let (restored_buffer, restored_live) = card_stage(&restored.engine);
+    let (rebuilt_buffer, rebuilt_live) = card_stage(&rebuilt);
+    assert_eq!(restored_buffer, rebuilt_buffer, "the reorder buffer");
+    for ((name, restored), (_, rebuilt)) in restored_live.iter().zip(&rebuilt_live) {
+        if name == "impossible_travel" {
+            assert_eq!(restored, rebuilt, "{name}");
+        } else {
+            assert!(restored >= rebuilt, "{name}: {restored} < {rebuilt}");
+        }
+    }
     assert_eq!(
-        card_only_snapshot(&restored.engine),
-        card_only_snapshot(&rebuilt),
-        "the restored card stage encodes exactly as the rebuilt one"
+        travel_snapshot(&restored.engine),
+        travel_snapshot(&rebuilt),
+        "the restored travel states encode exactly as the rebuilt ones"
     );
 
     let mut engine = restored.engine;
@@ -251,15 +264,14 @@ fn alerts_for_prefix(engine: &mut Engine, lines: &[String]) {
     }
 }
 
-/// A snapshot of `engine` as if only the card detectors still at version 1 ran: what a
-/// format-1 snapshot restores to and must match.
-fn card_only_snapshot(engine: &Engine) -> Vec<u8> {
+/// A snapshot of `engine` as if only `impossible_travel` ran (a v1 detector that never
+/// expires state): what both engines must hold identically.
+fn travel_snapshot(engine: &Engine) -> Vec<u8> {
     let bytes = engine.snapshot(0);
     let mut cfg = EngineConfig::default();
-    let v1: Vec<DetectorName> = DetectorName::all()
-        .filter(|d| d.key() == KeyKind::Card && d.registration().version == 1)
-        .collect();
-    cfg.detectors = cfg.detectors.only(&v1);
+    cfg.detectors = cfg
+        .detectors
+        .only(&[DetectorName::parse("impossible_travel").unwrap()]);
     let restored = Engine::restore(cfg, &bytes).unwrap();
     restored.engine.snapshot(0)
 }

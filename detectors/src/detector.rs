@@ -40,9 +40,33 @@ pub trait Detector: Clone + Debug + Send + Sync + 'static {
     /// Folds one event into the key's state and emits an alert if one is due.
     fn observe(&self, state: &mut Self::State, tx: &Transaction, emit: &mut Emitter<'_>);
 
+    /// Whether `tx` can change the state of a key that has none (else the stage skips the
+    /// call: an ordinary swipe costs the PIN detectors nothing). Must be true whenever
+    /// `observe` on the default state would keep something or emit.
+    fn creates_state(&self, _tx: &Transaction) -> bool {
+        true
+    }
+
     /// How long after a key's last event its state can still change a future decision.
     /// The stage forgets keys idle for longer than the largest horizon of its detectors.
     fn horizon(&self) -> Millis;
+
+    /// The stage's clock reached `now` (no event of this key needed): forget what can no
+    /// longer matter to an event at `now` or later — a window that has closed, a cool-down
+    /// that has run out — so that the state can become idle and be dropped. Must not change
+    /// any future decision. The stage calls it on a few keys per event, round robin.
+    fn expire(&self, _state: &mut Self::State, _now: EventTime) {}
+
+    /// Whether [`Detector::expire`] does anything (the sweep skips detectors whose doesn't).
+    const EXPIRES: bool = false;
+
+    /// How long a key must be quiet before `expire` is likely to free something (a window's
+    /// length). The sweep offers each key once per quiet spell, after the shortest of these
+    /// in its stage; what is still held then (a running cool-down) waits for the key's next
+    /// event or its eviction.
+    fn expires_after(&self) -> Millis {
+        self.horizon()
+    }
 
     /// Whether `state` holds nothing worth keeping (the stage then drops it, so that a key
     /// holds state only for detectors that need it). The default compares with `Default`.
@@ -70,6 +94,13 @@ impl Cooldown {
     /// True while `now` falls inside the quiet period (its end is exclusive).
     pub fn holds(self, now: EventTime) -> bool {
         now < self.0
+    }
+
+    /// Forgets a quiet period that is over by `now` (it cannot hold for any later time).
+    pub fn expire(&mut self, now: EventTime) {
+        if !self.holds(now) {
+            *self = Cooldown::default();
+        }
     }
 }
 
@@ -117,6 +148,7 @@ pub struct Emitter<'a> {
     pub(crate) alerts: &'a mut Vec<Alert>,
     pub(crate) counts: &'a mut Counts,
     pub(crate) versions: &'a Versions,
+    pub(crate) scores: Option<&'a mut Vec<crate::engine::Score>>,
 }
 
 impl Emitter<'_> {
@@ -146,6 +178,18 @@ impl Emitter<'_> {
     /// Counts an alert the detector withheld by its own rule (as a cool-down would).
     pub fn suppressed(&mut self) {
         self.counts.suppressed[self.detector.index()] += 1;
+    }
+
+    /// Notes how surprising `tx` was (−log10 of a p-value), alert or not, when scores are
+    /// being recorded.
+    pub fn score(&mut self, tx: &Transaction, value: f64) {
+        if let Some(scores) = self.scores.as_mut() {
+            scores.push(crate::engine::Score {
+                detector: self.detector,
+                event: tx.event_id.clone(),
+                value,
+            });
+        }
     }
 
     /// The subject this emitter names alerts after.

@@ -108,12 +108,24 @@ pub struct Refusal {
     pub event: Transaction,
 }
 
+/// How surprising one event was to a detector that scores every event (off_pattern), alert or
+/// not: what an analyst's score chart draws. Recorded only when asked for
+/// ([`Engine::record_scores`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    pub detector: DetectorName,
+    pub event: crate::model::EventId,
+    pub value: f64,
+}
+
 /// Where a stage puts what a call produced.
 #[derive(Debug, Default)]
 pub struct Output {
     pub alerts: Vec<Alert>,
     pub counts: Counts,
     pub refusals: Vec<Refusal>,
+    /// Per-event scores, when recorded.
+    pub scores: Vec<Score>,
 }
 
 /// How much the engine holds.
@@ -180,6 +192,15 @@ impl Engine {
             if stores.is_empty() {
                 continue;
             }
+            if stores.len() > crate::keys::MAX_SLOTS {
+                return Err(ConfigError::new(
+                    "detectors",
+                    format!(
+                        "at most {} detectors keyed by {kind} may run at once",
+                        crate::keys::MAX_SLOTS
+                    ),
+                ));
+            }
             let max = config.max_tracked(*kind)?;
             stages.push(Stage::new(*kind, lateness, max, stores, versions.clone()));
         }
@@ -218,6 +239,13 @@ impl Engine {
     /// it (an event no stage takes is `Accepted`: there is nothing to detect); every refusal,
     /// with the event, is in `out.refusals`.
     pub fn admit(&mut self, tx: Transaction, out: &mut Output) -> Admission {
+        if let [stage] = self.stages.as_mut_slice() {
+            // One stage (the daemon's card stage, a single-key replay): no copy, no bookkeeping.
+            if !stage.takes(&tx) {
+                return Admission::Accepted;
+            }
+            return stage.admit(tx, out);
+        }
         let mut takers = self.stages.iter().filter(|s| s.takes(&tx)).count();
         let mut first = None;
         let mut tx = Some(tx);
@@ -234,6 +262,13 @@ impl Engine {
             first.get_or_insert(admission);
         }
         first.unwrap_or(Admission::Accepted)
+    }
+
+    /// Records every scored event's score in [`Output::scores`] from now on (replay's report).
+    pub fn record_scores(&mut self, on: bool) {
+        for s in &mut self.stages {
+            s.record_scores(on);
+        }
     }
 
     /// Idle advance (live mode only) of every stage.

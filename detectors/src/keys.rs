@@ -12,13 +12,14 @@
 //! A key none of whose detectors holds state is dropped at once ([`KeyTable::remove`]): a card
 //! that only ever made ordinary swipes costs nothing to the PIN detectors.
 //!
-//! Layout: entries live in one vector (a slab with a free list) linked into the recency order
-//! by indices, the hash index holds entry numbers only, and the slots of all entries sit in one
-//! vector, `width` per entry. No allocation per key; a key up to 24 bytes is stored inline.
+//! Layout: an entry is one 64-byte cache line — the key (inline up to 24 bytes), its last event
+//! time, its links in the recency order and its slots — in a chunked slab with a free list; the
+//! hash index holds entry numbers only. No allocation per key, and nothing ever moves.
 //! The hasher has a fixed seed and nothing observable depends on hash order.
 
 use hashbrown::HashTable;
 
+use crate::chunked::Chunked;
 use crate::model::{EventTime, Text};
 
 type Hasher = foldhash::fast::FixedState;
@@ -28,6 +29,8 @@ pub(crate) type Slot = u32;
 /// No state.
 pub(crate) const EMPTY: Slot = u32::MAX;
 const NIL: u32 = u32::MAX;
+/// Most detectors one stage may run (slots per key).
+pub(crate) const MAX_SLOTS: usize = 6;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -35,37 +38,41 @@ struct Entry {
     last_seen: EventTime,
     prev: u32,
     next: u32,
+    slots: [Slot; MAX_SLOTS],
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct KeyTable {
     index: HashTable<u32>,
     hasher: Hasher,
-    entries: Vec<Entry>,
-    slots: Vec<Slot>,
+    entries: Chunked<Entry>,
     width: usize,
     vacant: Vec<u32>,
     head: u32,
     tail: u32,
     len: usize,
     max: usize,
+    /// The first key, in recency order, that the sweep has not visited since it last moved
+    /// (`NIL`: every key has been).
+    cursor: u32,
 }
 
 impl KeyTable {
     /// A table for keys with `width` detector slots each, holding at most `max` keys.
     pub fn new(width: usize, max: usize) -> Self {
         debug_assert!(max > 0);
+        debug_assert!(width <= MAX_SLOTS);
         KeyTable {
             index: HashTable::new(),
             hasher: Hasher::with_seed(0x5e1f_9a2d),
-            entries: Vec::new(),
-            slots: Vec::new(),
-            width,
+            entries: Chunked::default(),
+            width: width.min(MAX_SLOTS),
             vacant: Vec::new(),
             head: NIL,
             tail: NIL,
             len: 0,
             max,
+            cursor: NIL,
         }
     }
 
@@ -126,6 +133,7 @@ impl KeyTable {
             last_seen: EventTime::MIN,
             prev: NIL,
             next: NIL,
+            slots: [EMPTY; MAX_SLOTS],
         };
         let at = match self.vacant.pop() {
             Some(at) => {
@@ -134,7 +142,6 @@ impl KeyTable {
             }
             None => {
                 self.entries.push(entry);
-                self.slots.extend(std::iter::repeat_n(EMPTY, self.width));
                 (self.entries.len() - 1) as u32
             }
         };
@@ -158,7 +165,7 @@ impl KeyTable {
         let e = &mut self.entries[at as usize];
         e.key = Text::default();
         e.last_seen = EventTime::MIN;
-        self.slots_mut(at).fill(EMPTY);
+        e.slots = [EMPTY; MAX_SLOTS];
         self.vacant.push(at);
         self.len -= 1;
     }
@@ -168,6 +175,9 @@ impl KeyTable {
             let e = &self.entries[at as usize];
             (e.prev, e.next)
         };
+        if self.cursor == at {
+            self.cursor = next;
+        }
         if prev == NIL {
             if self.head == at {
                 self.head = next;
@@ -188,6 +198,9 @@ impl KeyTable {
     }
 
     fn link_back(&mut self, at: u32) {
+        if self.cursor == NIL {
+            self.cursor = at;
+        }
         let tail = self.tail;
         {
             let e = &mut self.entries[at as usize];
@@ -203,19 +216,51 @@ impl KeyTable {
     }
 
     pub fn slots(&self, at: u32) -> &[Slot] {
-        let start = at as usize * self.width;
-        &self.slots[start..start + self.width]
+        &self.entries[at as usize].slots[..self.width]
     }
 
     pub fn slots_mut(&mut self, at: u32) -> &mut [Slot] {
-        let start = at as usize * self.width;
-        &mut self.slots[start..start + self.width]
+        let width = self.width;
+        &mut self.entries[at as usize].slots[..width]
+    }
+
+    /// Every entry's slot of detector `column` (vacant entries' are `EMPTY`).
+    pub fn column_mut(&mut self, column: usize) -> impl Iterator<Item = &mut Slot> + '_ {
+        self.entries.iter_mut().map(move |e| &mut e.slots[column])
     }
 
     /// The least recently seen key, if it was last seen before `cutoff`.
     pub fn oldest_before(&self, cutoff: EventTime) -> Option<u32> {
         (self.head != NIL && self.entries[self.head as usize].last_seen < cutoff)
             .then_some(self.head)
+    }
+
+    /// The next key for the sweep: the first one it has not visited since it last moved, if
+    /// that key was last seen before `cutoff`. Every key is offered once per quiet spell.
+    pub fn sweep_next(&mut self, cutoff: EventTime) -> Option<u32> {
+        let at = self.cursor;
+        if at == NIL || self.entries[at as usize].last_seen >= cutoff {
+            return None;
+        }
+        self.cursor = self.entries[at as usize].next;
+        Some(at)
+    }
+
+    /// The sweep's position as a key's place in recency order (for snapshots).
+    pub fn sweep_position(&self) -> Option<u32> {
+        if self.cursor == NIL {
+            return None;
+        }
+        self.iter()
+            .position(|(at, _, _)| at == self.cursor)
+            .map(|p| p as u32)
+    }
+
+    /// Puts the sweep at the key in place `position` of recency order (restore).
+    pub fn set_sweep_position(&mut self, position: Option<u32>) {
+        self.cursor = position
+            .and_then(|p| self.iter().nth(p as usize).map(|(at, _, _)| at))
+            .unwrap_or(NIL);
     }
 
     /// Keys from least to most recently seen: (entry, key, last event).
@@ -235,8 +280,6 @@ impl KeyTable {
     /// Makes room for `additional` keys at once (restore).
     pub fn reserve(&mut self, additional: usize) {
         let additional = additional.min(self.max);
-        self.entries.reserve_exact(additional);
-        self.slots.reserve_exact(additional * self.width);
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.reserve(additional, |&i| {
             use std::hash::BuildHasher;
@@ -244,12 +287,11 @@ impl KeyTable {
         });
     }
 
-    /// Estimated bytes held: entries, slots, the hash index, vacancies and long keys' strings.
-    /// Vectors count what is written; their growth room is never touched (address space, not
-    /// memory). The hash index's control bytes are all written, so it counts whole.
+    /// Estimated bytes held: entries, the hash index, vacancies and long keys' strings.
+    /// Entries count what is written; the rest of their chunk is never touched (address space,
+    /// not memory). The hash index's control bytes are all written, so it counts whole.
     pub fn bytes(&self) -> usize {
-        let entries = self.entries.len() * std::mem::size_of::<Entry>();
-        let slots = self.slots.len() * std::mem::size_of::<Slot>();
+        let entries = self.entries.bytes();
         let buckets = if self.index.capacity() == 0 {
             0
         } else {
@@ -263,7 +305,7 @@ impl KeyTable {
             .filter(|e| e.key.is_heap_allocated())
             .map(|e| crate::detector::heap_block(e.key.len()))
             .sum();
-        entries + slots + index + vacant + long_keys
+        entries + index + vacant + long_keys
     }
 }
 
@@ -300,6 +342,11 @@ mod tests {
         assert_eq!(t.oldest_before(EventTime(3)), t.find("c"));
         assert_eq!(t.oldest_before(EventTime(2)), None);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chunked;
 pub mod config;
 pub mod detector;
 pub mod detectors;
@@ -40,7 +41,9 @@ pub mod testing;
 
 pub use config::{ConfigError, DetectorsConfig, EngineConfig, MaxTrackedKeys};
 pub use detector::Detector;
-pub use engine::{Admission, Counts, Engine, Output, PerDetector, Refusal, StageCounts, StateSize};
+pub use engine::{
+    Admission, Counts, Engine, Output, PerDetector, Refusal, Score, StageCounts, StateSize,
+};
 pub use model::{
     Action, Alert, AlertId, AmountMinor, CardId, Channel, DeclineReason, DetectorName, EventId,
     EventMeta, EventTime, FeatureSurprise, GeoPoint, KeyKind, MerchantKind, Millis, Outcome,

@@ -136,6 +136,8 @@ struct StageBody<'a> {
     clock: EventTime,
     pending: Vec<Transaction>,
     keys: Vec<(Text, EventTime)>,
+    /// Where the expiry sweep is, as a place in `keys`.
+    sweep: Option<u32>,
     #[serde(borrow)]
     sections: Vec<Section<'a>>,
 }
@@ -176,6 +178,12 @@ fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
         clock: stage.clock,
         pending: stage.pending.iter().cloned().collect(),
         keys,
+        // A stage whose detectors expire nothing never sweeps: no position to keep.
+        sweep: if stage.sweeps() {
+            stage.keys.sweep_position()
+        } else {
+            None
+        },
         sections,
     }
 }
@@ -345,6 +353,17 @@ fn restore_stage(
     for at in empty {
         stage.keys.remove(at);
     }
+    // The sweep continues at the same key, or where the next kept key stands.
+    let kept_before = snap.sweep.map(|p| {
+        (0..p as usize)
+            .filter(|i| {
+                entry_of.get(*i).is_some_and(|e| {
+                    *e != u32::MAX && stage.keys.slots(*e).iter().any(|s| *s != EMPTY)
+                })
+            })
+            .count() as u32
+    });
+    stage.keys.set_sweep_position(kept_before);
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ use crate::reorder::ReorderBuffer;
 use crate::store::Stored;
 use crate::watermark::Watermark;
 
+/// Most keys the sweep visits per released event (it only has about one to do per event: every
+/// key is offered once per quiet spell, and a spell follows an event).
+const SWEEP_PER_EVENT: usize = 4;
+/// Released events between looks at the stores' vacancies.
+const COMPACT_EVERY: u64 = 4096;
+/// Vacancies below which a store is never packed.
+const COMPACT_MIN: usize = 1024;
+
 /// The detectors of one key kind over one partition's events.
 #[derive(Clone, Debug)]
 pub struct Stage {
@@ -41,7 +49,14 @@ pub struct Stage {
     pub(crate) keys: KeyTable,
     pub(crate) stores: Vec<Box<dyn Stored>>,
     horizon: Millis,
+    /// How long a key must be quiet before the sweep offers it to the detectors that expire
+    /// state: the shortest of their windows (0: none expires anything).
+    expiry_span: Millis,
     versions: Arc<Versions>,
+    /// Events released since the stage was built (restored): paces the packing of stores.
+    released: u64,
+    /// Record per-event scores in the output (for a report).
+    record_scores: bool,
 }
 
 /// Calls `f` with each key of `kind` the event carries.
@@ -74,6 +89,12 @@ impl Stage {
         versions: Arc<Versions>,
     ) -> Stage {
         let horizon = stores.iter().map(|s| s.horizon()).max().unwrap_or_default();
+        let expiry_span = stores
+            .iter()
+            .filter(|s| s.expires())
+            .map(|s| s.expires_after().max(Millis(1)))
+            .min()
+            .unwrap_or_default();
         Stage {
             kind,
             watermark: Watermark::new(lateness),
@@ -83,12 +104,25 @@ impl Stage {
             keys: KeyTable::new(stores.len(), max_keys),
             stores,
             horizon,
+            expiry_span,
             versions,
+            released: 0,
+            record_scores: false,
         }
     }
 
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// Records every scored event's score in [`Output::scores`] from now on.
+    pub fn record_scores(&mut self, on: bool) {
+        self.record_scores = on;
+    }
+
+    /// Whether any detector of the stage expires state (and so the stage sweeps).
+    pub(crate) fn sweeps(&self) -> bool {
+        self.expiry_span.0 > 0
     }
 
     pub fn watermark(&self) -> EventTime {
@@ -108,6 +142,14 @@ impl Stage {
     /// The stage's detectors, each with how many keys hold its state.
     pub fn detectors(&self) -> impl Iterator<Item = (crate::model::DetectorName, usize)> + '_ {
         self.stores.iter().map(|s| (s.name(), s.live()))
+    }
+
+    /// Estimated bytes: the key table's, then each detector's states'.
+    pub fn bytes_by_part(&self) -> (usize, Vec<(crate::model::DetectorName, usize)>) {
+        (
+            self.keys.bytes(),
+            self.stores.iter().map(|s| (s.name(), s.bytes())).collect(),
+        )
     }
 
     /// Tracked keys and buffered events.
@@ -220,10 +262,56 @@ impl Stage {
             .as_ref()
             .is_none_or(|(ts, id)| (tx.ts, &tx.event_id) > (*ts, id)));
         self.tick(tx.ts, out);
+        self.sweep();
+        self.released += 1;
+        if self.released % COMPACT_EVERY == 0 {
+            self.compact();
+        }
         out.counts.stage_mut(self.kind).released += 1;
         let kind = self.kind;
         for_each_key(kind, &tx, |key| self.observe(key, &tx, out));
         self.last_released = Some((tx.ts, tx.event_id));
+    }
+
+    /// Gives back the slots of detectors that hold far fewer states than they once did (most
+    /// cards' `rapid_fire` windows close within minutes): a store with more vacancies than
+    /// states is packed. Slot numbers are internal: nothing observable changes.
+    fn compact(&mut self) {
+        for (i, store) in self.stores.iter_mut().enumerate() {
+            if store.vacant() > COMPACT_MIN && store.vacant() > store.live() {
+                store.compact(&mut self.keys.column_mut(i));
+            }
+        }
+    }
+
+    /// Offers keys that have been quiet for longer than the stage's expiry span (the shortest
+    /// window of the detectors that expire anything) to those detectors, at most
+    /// [`SWEEP_PER_EVENT`] per event, in recency order, each once per quiet spell: closed
+    /// windows and finished cool-downs are dropped, and keys left with nothing are forgotten.
+    /// Memory follows what matters rather than what was last touched; the alerts cannot tell.
+    fn sweep(&mut self) {
+        if self.expiry_span.0 <= 0 {
+            return;
+        }
+        let cutoff = self.clock.saturating_sub(self.expiry_span);
+        for _ in 0..SWEEP_PER_EVENT {
+            let Some(at) = self.keys.sweep_next(cutoff) else {
+                return;
+            };
+            let mut holds = false;
+            let slots = self.keys.slots_mut(at);
+            for (slot, store) in slots.iter_mut().zip(self.stores.iter_mut()) {
+                if *slot != EMPTY {
+                    if store.expires() {
+                        store.expire(slot, self.clock);
+                    }
+                    holds |= *slot != EMPTY;
+                }
+            }
+            if !holds {
+                self.keys.remove(at);
+            }
+        }
     }
 
     fn observe(&mut self, key: &str, tx: &Transaction, out: &mut Output) {
@@ -244,6 +332,7 @@ impl Stage {
             alerts: &mut out.alerts,
             counts: &mut out.counts,
             versions: &self.versions,
+            scores: self.record_scores.then_some(&mut out.scores),
         };
         let slots = self.keys.slots_mut(at);
         let mut holds = false;

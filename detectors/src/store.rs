@@ -10,9 +10,10 @@ use std::fmt::Debug;
 
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 
+use crate::chunked::Chunked;
 use crate::detector::{Detector, Emitter};
 use crate::keys::{Slot, EMPTY};
-use crate::model::{DetectorName, Millis, Transaction};
+use crate::model::{DetectorName, EventTime, Millis, Transaction};
 
 /// What a stage needs of a detector and its states, whatever the detector.
 pub(crate) trait Stored: Send + Sync + Debug {
@@ -21,10 +22,21 @@ pub(crate) trait Stored: Send + Sync + Debug {
     /// Shows one event to the detector with the key's state in `slot` (allocating or freeing
     /// it as the state becomes worth keeping or idle).
     fn observe(&mut self, slot: &mut Slot, tx: &Transaction, emit: &mut Emitter<'_>);
+    /// Lets the state in `slot` forget what cannot matter from `now` on, freeing it if it
+    /// becomes idle.
+    fn expire(&mut self, slot: &mut Slot, now: EventTime);
+    /// Whether `expire` does anything.
+    fn expires(&self) -> bool;
+    fn expires_after(&self) -> Millis;
     /// Forgets a state (its key is evicted).
     fn free(&mut self, slot: Slot);
     /// States held.
     fn live(&self) -> usize;
+    /// Freed slots waiting for reuse.
+    fn vacant(&self) -> usize;
+    /// Moves the live states to the front of a right-sized slab, renumbering `slots` (every
+    /// slot of this store, in any order; `EMPTY` ones are skipped).
+    fn compact(&mut self, slots: &mut dyn Iterator<Item = &mut Slot>);
     /// Bytes held: the slab and what its states hold on the heap.
     fn bytes(&self) -> usize;
     /// Encodes the states of `slots` (one per key, in key order; `EMPTY` skipped) as a
@@ -51,7 +63,7 @@ impl Clone for Box<dyn Stored> {
 pub(crate) struct DetectorStore<D: Detector> {
     detector: D,
     name: DetectorName,
-    states: Vec<D::State>,
+    states: Chunked<D::State>,
     vacant: Vec<Slot>,
 }
 
@@ -60,7 +72,7 @@ impl<D: Detector> DetectorStore<D> {
         DetectorStore {
             detector,
             name,
-            states: Vec::new(),
+            states: Chunked::default(),
             vacant: Vec::new(),
         }
     }
@@ -89,6 +101,9 @@ impl<D: Detector> Stored for DetectorStore<D> {
     }
 
     fn observe(&mut self, slot: &mut Slot, tx: &Transaction, emit: &mut Emitter<'_>) {
+        if *slot == EMPTY && !self.detector.creates_state(tx) {
+            return;
+        }
         emit.detector = self.name;
         if *slot == EMPTY {
             let mut state = D::State::default();
@@ -100,6 +115,25 @@ impl<D: Detector> Stored for DetectorStore<D> {
         }
         let state = &mut self.states[*slot as usize];
         self.detector.observe(state, tx, emit);
+        if D::is_idle(state) {
+            self.free(*slot);
+            *slot = EMPTY;
+        }
+    }
+
+    fn expires(&self) -> bool {
+        D::EXPIRES
+    }
+
+    fn expires_after(&self) -> Millis {
+        self.detector.expires_after()
+    }
+
+    fn expire(&mut self, slot: &mut Slot, now: EventTime) {
+        let Some(state) = self.states.get_mut(*slot as usize) else {
+            return;
+        };
+        self.detector.expire(state, now);
         if D::is_idle(state) {
             self.free(*slot);
             *slot = EMPTY;
@@ -118,10 +152,31 @@ impl<D: Detector> Stored for DetectorStore<D> {
         self.states.len() - self.vacant.len()
     }
 
+    fn vacant(&self) -> usize {
+        self.vacant.len()
+    }
+
+    fn compact(&mut self, slots: &mut dyn Iterator<Item = &mut Slot>) {
+        // In place: live states move down to the lowest numbers, in slot order, so no second
+        // slab is ever allocated (the packing must not raise the peak it is meant to lower).
+        let mut live: Vec<&mut Slot> = slots.filter(|s| **s != EMPTY).collect();
+        live.sort_unstable_by_key(|s| **s);
+        for (to, slot) in live.into_iter().enumerate() {
+            let from = *slot as usize;
+            if from != to {
+                self.states.swap(from, to);
+            }
+            *slot = to as Slot;
+        }
+        let live = self.live();
+        self.states.truncate(live);
+        self.vacant = Vec::new();
+    }
+
     fn bytes(&self) -> usize {
         // What is written (live states and vacancies); growth room beyond it is never touched,
         // so it costs address space, not memory.
-        let slab = self.states.len() * std::mem::size_of::<D::State>();
+        let slab = self.states.bytes();
         let vacant = self.vacant.capacity() * std::mem::size_of::<Slot>();
         let heap: usize = self.states.iter().map(D::heap_bytes).sum();
         slab + vacant + heap
@@ -182,8 +237,6 @@ impl<'de, D: Detector> Visitor<'de> for Sections<'_, D> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         use serde::de::Error;
         // The length comes from the snapshot: trust it only up to the number of keys.
-        let hint = seq.size_hint().unwrap_or(0).min(self.keys);
-        self.store.states.reserve_exact(hint);
         let mut last: Option<u32> = None;
         while let Some((position, state)) = seq.next_element::<(u32, D::State)>()? {
             if position as usize >= self.keys || last.is_some_and(|l| position <= l) {

@@ -18,8 +18,8 @@ pub mod sample;
 pub mod scoring;
 pub mod stages;
 pub mod summary;
+pub mod sweep;
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -57,6 +57,8 @@ pub struct ReplayOptions {
     pub decode_threads: usize,
     /// Threads running the stages; 0 = one per stage. The alerts do not depend on it.
     pub stage_threads: usize,
+    /// Score every value of one numeric detector key in the same pass.
+    pub sweep: Option<sweep::Sweep>,
 }
 
 /// Why a replay stopped.
@@ -70,6 +72,8 @@ pub enum ReplayError {
     ReaderPanicked,
     #[error(transparent)]
     Stage(#[from] stages::StagePanicked),
+    #[error(transparent)]
+    Sweep(#[from] sweep::SweepError),
     #[error("invalid engine configuration: {0}")]
     Engine(#[from] swipeguard_detectors::ConfigError),
 }
@@ -128,9 +132,6 @@ impl Rejects {
     }
 }
 
-/// Where the events of the batch being detected came from, for the rejects file.
-type Origins = Vec<(std::sync::Arc<str>, u64)>;
-
 /// Runs the replay, writing alerts to `alerts_out`; returns the summary.
 pub fn replay(
     config: &Config,
@@ -152,10 +153,29 @@ pub fn replay(
         },
         alert_bytes: Vec::with_capacity(1 << 16),
         alerts_out,
-        origins: VecDeque::new(),
+        own_stages: 0,
+        points: Vec::new(),
+        point_of: Vec::new(),
     };
     sink.summary.stages = engine.stages().iter().map(|s| s.kind()).collect();
-    let workers = stages::workers(opts.stage_threads, engine.stages().len());
+    sink.summary.alert_p_value = config.detectors.off_pattern.alert_p_value;
+    let mut engine = engine;
+    // The report's score chart draws every scored event, not only the alerted ones.
+    engine.record_scores(opts.report.is_some());
+    let mut stages = engine.into_stages();
+    let own = stages.len();
+    // A sweep's points run as further stages, the swept detector alone in each.
+    if let Some(sw) = &opts.sweep {
+        for (value, cfg) in sw.values.iter().zip(sw.configs(config)?) {
+            for stage in Engine::new(cfg)?.into_stages() {
+                sink.point_of.push(sink.points.len());
+                stages.push(stage);
+            }
+            sink.points.push(sweep::Point::new(value));
+        }
+    }
+    sink.own_stages = own;
+    let workers = stages::workers(opts.stage_threads, stages.len());
     let total: u64 = opts
         .files
         .iter()
@@ -166,48 +186,60 @@ pub fn replay(
 
     let (names, ends) = std::thread::scope(|scope| -> Result<_, ReplayError> {
         let mut runner =
-            stages::StageRunner::start(scope, engine, workers).map_err(io_err("stage threads"))?;
+            stages::StageRunner::start(scope, stages, workers).map_err(io_err("stage threads"))?;
         let lanes = read::lanes(opts.decode_threads);
         let mut batches = read::start(scope, opts, mapping.as_ref(), config, &bar, lanes);
-        let mut events = Vec::with_capacity(stages::STAGE_BATCH);
-        let mut origins: Origins = Vec::with_capacity(stages::STAGE_BATCH);
         let mut sorted: Vec<(Transaction, std::sync::Arc<str>, u64)> = Vec::new();
         for batch in &mut batches {
-            for (line, result) in batch.rows {
+            // Rejected rows are written here, in input order; the batch then goes to the stages
+            // whole (the events in it moved, not copied).
+            for (line, result) in &batch.rows {
                 sink.summary.rows += 1;
                 match result {
                     Err((rejected, raw)) => {
                         *sink.summary.rejects.entry(rejected.reason).or_default() += 1;
-                        sink.rejects.write(&batch.file, line, &rejected, &raw)?;
+                        sink.rejects.write(&batch.file, *line, rejected, raw)?;
                     }
-                    Ok(tx) => {
-                        sink.scoring.observe(&tx);
-                        if opts.sort {
-                            sorted.push((tx, batch.file.clone(), line));
-                            continue;
-                        }
-                        events.push(tx);
-                        origins.push((batch.file.clone(), line));
-                        if events.len() == stages::STAGE_BATCH {
-                            sink.send(&mut runner, &mut events, &mut origins)?;
-                        }
-                    }
+                    Ok(tx) => sink.scoring.observe(tx),
                 }
             }
+            if opts.sort {
+                for (line, result) in batch.rows {
+                    if let Ok(tx) = result {
+                        sorted.push((tx, batch.file.clone(), line));
+                    }
+                }
+                continue;
+            }
+            let rows: Vec<read::Row> = batch.rows.into_iter().filter(|(_, r)| r.is_ok()).collect();
+            sink.send(
+                &mut runner,
+                stages::StageBatch {
+                    file: batch.file,
+                    rows,
+                },
+            )?;
         }
         let names = batches.finish()?;
         if opts.sort {
             sorted.sort_by_key(|(tx, _, _)| tx.ts);
-            for (tx, file, line) in sorted {
-                events.push(tx);
-                origins.push((file, line));
-                if events.len() == stages::STAGE_BATCH {
-                    sink.send(&mut runner, &mut events, &mut origins)?;
+            // Batches of one file each, at most STAGE_BATCH events: a cut fixed by the data.
+            let mut rows: Vec<read::Row> = Vec::with_capacity(stages::STAGE_BATCH);
+            let mut file: Option<std::sync::Arc<str>> = None;
+            for (tx, f, line) in sorted {
+                if rows.len() == stages::STAGE_BATCH || file.as_ref().is_some_and(|c| *c != f) {
+                    if let Some(file) = file.take() {
+                        let rows =
+                            std::mem::replace(&mut rows, Vec::with_capacity(stages::STAGE_BATCH));
+                        sink.send(&mut runner, stages::StageBatch { file, rows })?;
+                    }
                 }
+                file = Some(f);
+                rows.push((line, Ok(tx)));
             }
-        }
-        if !events.is_empty() {
-            sink.send(&mut runner, &mut events, &mut origins)?;
+            if let Some(file) = file {
+                sink.send(&mut runner, stages::StageBatch { file, rows })?;
+            }
         }
         let (outputs, ends) = runner.finish()?;
         sink.write(outputs)?;
@@ -218,8 +250,12 @@ pub fn replay(
         scoring,
         mut rejects,
         alerts_out,
+        points,
         ..
     } = sink;
+    if let Some(sw) = &opts.sweep {
+        summary.sweep = Some(sweep::SweepReport::new(&sw.key, &points, &scoring));
+    }
     summary.files = names;
     alerts_out.flush().map_err(io_err("alerts output"))?;
     if let Some(r) = rejects.out.as_mut() {
@@ -249,8 +285,11 @@ struct Sink<'a> {
     rejects: Rejects,
     alert_bytes: Vec<u8>,
     alerts_out: &'a mut dyn Write,
-    /// The origins of the batches the stages are working on, oldest first.
-    origins: VecDeque<Origins>,
+    /// Stages of the replay's own engine; those after them are a sweep's points.
+    own_stages: usize,
+    points: Vec<sweep::Point>,
+    /// The point of each sweep stage (by its position after the own stages).
+    point_of: Vec<usize>,
 }
 
 impl Sink<'_> {
@@ -258,14 +297,8 @@ impl Sink<'_> {
     fn send(
         &mut self,
         runner: &mut stages::StageRunner<'_>,
-        events: &mut Vec<Transaction>,
-        origins: &mut Origins,
+        batch: stages::StageBatch,
     ) -> Result<(), ReplayError> {
-        self.origins.push_back(std::mem::replace(
-            origins,
-            Vec::with_capacity(stages::STAGE_BATCH),
-        ));
-        let batch = std::mem::replace(events, Vec::with_capacity(stages::STAGE_BATCH));
         let outputs = runner.send(batch)?;
         self.write(outputs)
     }
@@ -274,28 +307,37 @@ impl Sink<'_> {
     /// order. A row refused by several stages for one reason is one line of the rejects file
     /// naming the stages, and one reject in the summary.
     fn write(&mut self, outputs: Vec<stages::StageOutput>) -> Result<(), ReplayError> {
-        let per_job = self.summary.stages.len().max(1);
+        let per_job = (self.own_stages + self.point_of.len()).max(1);
         let mut outputs = outputs.into_iter().peekable();
         while outputs.peek().is_some() {
             let job: Vec<stages::StageOutput> = outputs.by_ref().take(per_job).collect();
-            // The drain after the last batch has no batch of its own (and refuses nothing).
-            let origins = self.origins.pop_front();
-            self.write_job(job, origins.as_ref())?;
+            self.write_job(job)?;
         }
         Ok(())
     }
 
-    fn write_job(
-        &mut self,
-        job: Vec<stages::StageOutput>,
-        origins: Option<&Origins>,
-    ) -> Result<(), ReplayError> {
-        let mut refused: Vec<(usize, RejectReason, KeyKind, Transaction)> = Vec::new();
+    fn write_job(&mut self, job: Vec<stages::StageOutput>) -> Result<(), ReplayError> {
+        let file = job
+            .iter()
+            .find_map(|o| o.file.clone())
+            .unwrap_or_else(|| std::sync::Arc::from("?"));
+        let mut refused: Vec<(u64, RejectReason, KeyKind, Transaction)> = Vec::new();
         for mut out in job {
+            if out.stage >= self.own_stages {
+                // A sweep point: scored, never written.
+                let point = self.point_of[out.stage - self.own_stages];
+                for alert in &out.output.alerts {
+                    self.points[point].record(alert, &self.scoring);
+                }
+                continue;
+            }
             for (at, r) in stages::refusals(&mut out) {
                 refused.push((at, r.reason, r.stage, r.event));
             }
             self.summary.counts.add(&out.output.counts);
+            for score in out.output.scores.drain(..) {
+                self.scoring.record_score(&score);
+            }
             flush_alerts(
                 &mut out.output,
                 &mut self.scoring,
@@ -316,10 +358,7 @@ impl Sink<'_> {
                 .iter()
                 .map(|(_, _, s, _)| s.as_str())
                 .collect();
-            let (file, line) = origins
-                .and_then(|o| o.get(*at))
-                .cloned()
-                .unwrap_or_else(|| (std::sync::Arc::from("?"), 0));
+            let line = *at;
             *self.summary.rejects.entry(*reason).or_default() += 1;
             let mut raw = Vec::new();
             encode_event(&refused[i].3, &mut raw);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use swipeguard_detectors::{DetectorName, PerDetector};
 
-use super::scoring::{AlertRow, Scoring};
+use super::scoring::{AlertRow, ScoreHistogram, Scoring};
 use super::summary::{thousands, Summary};
 
 /// Name of the page inside the report directory.
@@ -112,82 +112,63 @@ fn alerts_over_time(alerts: &[AlertRow]) -> String {
     svg
 }
 
-/// Histogram of off_pattern alert scores, fraud against legitimate evidence.
-fn score_distribution(alerts: &[AlertRow]) -> String {
-    let scores: Vec<(f64, Option<bool>)> = alerts
-        .iter()
-        .filter(|a| a.detector.as_str() == "off_pattern")
-        .map(|a| (a.score, a.true_positive))
-        .collect();
-    if scores.is_empty() {
-        return "<p>No off_pattern alerts.</p>".into();
+/// Histogram of off_pattern scores of every scored event (alerted or not), fraud against
+/// legitimate; bar heights on a log scale, since legitimate events outnumber fraud by far.
+fn score_distribution(h: &ScoreHistogram, threshold: f64) -> String {
+    if h.is_empty() {
+        return "<p>No event was scored by off_pattern.</p>".into();
     }
-    let bins = 20usize;
-    let lo = scores
+    let bins = h.fraud.len();
+    let max = h
+        .fraud
         .iter()
-        .map(|s| s.0)
-        .fold(f64::INFINITY, f64::min)
-        .floor();
-    let hi = scores
-        .iter()
-        .map(|s| s.0)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .ceil()
-        .max(lo + 1.0);
-    let width = (hi - lo) / bins as f64;
-    let mut fraud = vec![0u64; bins];
-    let mut legit = vec![0u64; bins];
-    for (s, tp) in &scores {
-        let b = (((s - lo) / width) as usize).min(bins - 1);
-        if *tp == Some(true) {
-            fraud[b] += 1;
-        } else {
-            legit[b] += 1;
-        }
-    }
-    let max = fraud
-        .iter()
-        .chain(&legit)
+        .chain(&h.legit)
         .copied()
         .max()
         .unwrap_or(1)
         .max(1);
-    let (w, h, left, bottom) = (900.0, 240.0, 50.0, 30.0);
-    let plot_h = h - bottom - 10.0;
+    let height = |n: u64| (1.0 + n as f64).log10() / (1.0 + max as f64).log10();
+    let (w, hh, left, bottom) = (900.0, 240.0, 50.0, 30.0);
+    let plot_h = hh - bottom - 10.0;
     let bw = (w - left) / bins as f64;
     let mut svg = format!(
-        r#"<svg id="score-distribution" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="off_pattern score distribution">"#
+        r#"<svg id="score-distribution" viewBox="0 0 {w} {hh}" width="{w}" height="{hh}" role="img" aria-label="off_pattern score distribution">"#
     );
-    for (i, (f, l)) in fraud.iter().zip(&legit).enumerate() {
+    for (i, (f, l)) in h.fraud.iter().zip(&h.legit).enumerate() {
         let x = left + i as f64 * bw;
+        let lo = i as f64 * ScoreHistogram::BIN;
         for (n, color, class, dx) in [
             (*f, "#d62728", "fraud", 0.0),
             (*l, "#7f7f7f", "legit", bw * 0.42),
         ] {
-            let bh = plot_h * n as f64 / max as f64;
+            if n == 0 {
+                continue;
+            }
+            let bh = plot_h * height(n);
             let _ = write!(
                 svg,
-                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>score {:.1}–{:.1}: {n} {class}</title></rect>"#,
+                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>score {lo:.1}–{:.1}: {n} {class}</title></rect>"#,
                 x + dx,
                 10.0 + plot_h - bh,
                 bw * 0.4,
-                lo + i as f64 * width,
-                lo + (i + 1) as f64 * width
+                lo + ScoreHistogram::BIN,
             );
         }
         if i % 4 == 0 {
             let _ = write!(
                 svg,
-                r#"<text x="{x:.1}" y="{}" font-size="10">{:.1}</text>"#,
-                h - 12.0,
-                lo + i as f64 * width
+                r#"<text x="{x:.1}" y="{}" font-size="10">{lo:.0}</text>"#,
+                hh - 12.0
             );
         }
     }
+    // Where the amount test fires with the configured alert_p_value.
+    let tx = left + (threshold / ScoreHistogram::BIN) * bw;
     let _ = write!(
         svg,
-        r#"<text x="{left}" y="{}" font-size="10">score (−log10 p) →   max bin {max}</text></svg>"#,
-        h - 1.0
+        r##"<line id="alert-threshold" x1="{tx:.1}" x2="{tx:.1}" y1="10" y2="{:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{left}" y="{}" font-size="10">score (−log10 p, every scored swipe; log-scaled counts; dashed: alert_p_value) →   largest bin {max}</text></svg>"##,
+        10.0 + plot_h,
+        hh - 1.0
     );
     svg
 }
@@ -303,13 +284,14 @@ pre {{ background: #f6f6f6; padding: 1em; }}
 <p id="headline">{files}: {rows} rows, {alerts} alerts in {secs:.2} s.</p>
 <h2>Alerts per day by detector</h2><div>{legend}</div>
 {over_time}
-<h2>off_pattern score: fraud vs legitimate</h2>
-<div><span class="key"><i style="background:#d62728"></i>fraud evidence</span><span class="key"><i style="background:#7f7f7f"></i>legitimate evidence</span></div>
+<h2>off_pattern score of every scored swipe: fraud vs legitimate</h2>
+<div><span class="key"><i style="background:#d62728"></i>fraud</span><span class="key"><i style="background:#7f7f7f"></i>legitimate</span></div>
 {scores}
 <h2>Precision and recall</h2>
 {quality}
 <h2>Cards with most alerts</h2>
 {cards}
+{sweep}
 <h2>Summary</h2>
 <pre>{text}</pre>
 </body></html>
@@ -319,9 +301,14 @@ pre {{ background: #f6f6f6; padding: 1em; }}
         alerts = thousands(summary.total_alerts()),
         secs = summary.wall.as_secs_f64(),
         over_time = alerts_over_time(&scoring.alerts),
-        scores = score_distribution(&scoring.alerts),
+        scores = score_distribution(&scoring.scores, -summary.alert_p_value.log10()),
         quality = quality_table(summary),
         cards = top_cards(&scoring.alerts),
+        sweep = summary.sweep.as_ref().map_or_else(String::new, |sw| format!(
+            r#"<h2>Sweep of {}</h2><div><span class="key"><i style="background:#1f77b4"></i>precision</span><span class="key"><i style="background:#d62728"></i>event recall</span><span class="key"><i style="background:#2ca02c"></i>card recall</span></div>{}"#,
+            esc(&sw.key),
+            sw.curve_svg()
+        )),
         text = esc(&summary.to_string()),
     )
 }

@@ -46,6 +46,10 @@ pub struct Scoring {
     legit_events: u64,
     /// Non-fraud events named in some alert.
     legit_in_alerts: HashSet<EventId, foldhash::fast::RandomState>,
+    /// Cards with at least one fraud event (for card-level recall).
+    fraud_cards: HashSet<CardId, foldhash::fast::RandomState>,
+    /// Every scored event's off_pattern score, binned, fraud and legitimate apart.
+    pub scores: ScoreHistogram,
     pub unlabelled_events: u64,
     pub alerts: Vec<AlertRow>,
 }
@@ -88,7 +92,44 @@ fn is_fraud(label: &str) -> bool {
     !label.eq_ignore_ascii_case("legit")
 }
 
+/// Scores (−log10 p) binned by [`ScoreHistogram::BIN`] from 0 to [`ScoreHistogram::TOP`] (the
+/// last bin takes everything above).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScoreHistogram {
+    pub fraud: Vec<u64>,
+    pub legit: Vec<u64>,
+}
+
+impl ScoreHistogram {
+    pub const BIN: f64 = 0.5;
+    pub const TOP: f64 = 20.0;
+
+    fn add(&mut self, value: f64, fraud: bool) {
+        let bins = (Self::TOP / Self::BIN) as usize;
+        if self.fraud.is_empty() {
+            self.fraud = vec![0; bins];
+            self.legit = vec![0; bins];
+        }
+        let b = ((value.max(0.0) / Self::BIN) as usize).min(bins - 1);
+        if fraud {
+            self.fraud[b] += 1;
+        } else {
+            self.legit[b] += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fraud.iter().chain(&self.legit).all(|n| *n == 0)
+    }
+}
+
 impl Scoring {
+    /// Notes one event's off_pattern score (alert or not).
+    pub fn record_score(&mut self, score: &swipeguard_detectors::Score) {
+        let fraud = self.fraud.contains_key(&score.event);
+        self.scores.add(score.value, fraud);
+    }
+
     /// Notes an input event's label (before the engine sees it).
     pub fn observe(&mut self, tx: &Transaction) {
         let Some(label) = tx.label.as_deref() else {
@@ -115,6 +156,25 @@ impl Scoring {
                 covered: 0,
             },
         );
+        self.fraud_cards.insert(tx.card_id.clone());
+    }
+
+    /// Whether the event is labelled fraud.
+    pub fn is_fraud(&self, id: &EventId) -> bool {
+        self.fraud.contains_key(id)
+    }
+
+    pub fn fraud_events(&self) -> u64 {
+        self.fraud.len() as u64
+    }
+
+    /// Cards with at least one fraud event.
+    pub fn fraud_cards(&self) -> u64 {
+        self.fraud_cards.len() as u64
+    }
+
+    pub fn legit_events(&self) -> u64 {
+        self.legit_events
     }
 
     pub fn has_labels(&self) -> bool {

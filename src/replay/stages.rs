@@ -1,8 +1,9 @@
 //! Replay's detecting half: the engine's stages (DESIGN §11) on threads of their own, fed the
 //! same events, with output that does not depend on the number of threads.
 //!
-//! Events are cut into batches by count ([`STAGE_BATCH`], the same cut for any thread count).
-//! Every batch goes to every worker; a worker runs its stages (round-robin over the workers, in
+//! Events travel in the reader's batches of rows (a row: line number and an event or why it was
+//! refused; the same cut for any thread count), moved, never copied into new ones. Every batch
+//! goes to every worker; a worker runs its stages (round-robin over the workers, in
 //! stage order) over the batch and sends each stage's output back. The caller takes the output
 //! of batch `k` stage by stage, in stage order, before batch `k + 1`: so alerts and refusals
 //! leave in the same order whether one thread runs every stage or each stage has its own.
@@ -13,10 +14,18 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use swipeguard_detectors::{Engine, KeyKind, Output, Refusal, Stage, Transaction};
+use swipeguard_detectors::{KeyKind, Output, Refusal, Stage, Transaction};
 
-/// Events per batch handed to the stages.
+use super::read::Row;
+
+/// Events per batch when replay makes the batches itself (`--sort`).
 pub const STAGE_BATCH: usize = 4096;
+
+/// Rows of one file, in input order: what every stage gets.
+pub struct StageBatch {
+    pub file: Arc<str>,
+    pub rows: Vec<Row>,
+}
 /// Batches the workers may be ahead of the caller.
 const IN_FLIGHT: usize = 4;
 
@@ -24,8 +33,9 @@ const IN_FLIGHT: usize = 4;
 pub struct StageOutput {
     pub stage: usize,
     pub output: Output,
-    /// For each refusal in `output.refusals`, the event's position in its batch.
-    pub refused_at: Vec<usize>,
+    /// The batch's file, and for each refusal in `output.refusals` the event's line.
+    pub file: Option<Arc<str>>,
+    pub refused_at: Vec<u64>,
 }
 
 /// A stage's size at the end.
@@ -37,7 +47,7 @@ pub struct StageEnd {
 }
 
 enum Job {
-    Batch(Arc<Vec<Transaction>>),
+    Batch(Arc<StageBatch>),
     /// End of input: drain.
     Drain,
 }
@@ -69,10 +79,27 @@ fn run_worker(
 ) -> Vec<StageEnd> {
     while let Ok(job) = jobs.recv() {
         let outputs = match job {
-            Job::Batch(events) => stages
-                .iter_mut()
-                .map(|(index, stage)| run_batch(*index, stage, &events))
-                .collect(),
+            Job::Batch(events) => {
+                let last = stages.len().saturating_sub(1);
+                let mut outputs = Vec::with_capacity(stages.len());
+                let mut events = Some(events);
+                for (i, (index, stage)) in stages.iter_mut().enumerate() {
+                    let Some(batch) = events.take() else { break };
+                    if i < last {
+                        outputs.push(run_batch(*index, stage, Shared::Borrowed(&batch)));
+                        events = Some(batch);
+                    } else {
+                        // The last stage takes the events themselves when no other worker holds
+                        // them (one stage, or one thread): no copy.
+                        let batch = match Arc::try_unwrap(batch) {
+                            Ok(owned) => Shared::Owned(owned),
+                            Err(shared) => Shared::Arc(shared),
+                        };
+                        outputs.push(run_batch(*index, stage, batch));
+                    }
+                }
+                outputs
+            }
             Job::Drain => stages
                 .iter_mut()
                 .map(|(index, stage)| {
@@ -81,6 +108,7 @@ fn run_worker(
                     StageOutput {
                         stage: *index,
                         output,
+                        file: None,
                         refused_at: Vec::new(),
                     }
                 })
@@ -104,32 +132,60 @@ fn run_worker(
         .collect()
 }
 
-fn run_batch(index: usize, stage: &mut Stage, events: &[Transaction]) -> StageOutput {
+/// A batch as a stage gets it: its own events, or shared ones to copy from.
+enum Shared<'a> {
+    Owned(StageBatch),
+    Arc(Arc<StageBatch>),
+    Borrowed(&'a Arc<StageBatch>),
+}
+
+fn run_batch(index: usize, stage: &mut Stage, batch: Shared<'_>) -> StageOutput {
     let mut output = Output::default();
     let mut refused_at = Vec::new();
-    for (at, tx) in events.iter().enumerate() {
-        if !stage.takes(tx) {
-            continue;
-        }
+    let mut admit = |line: u64, tx: Transaction, stage: &mut Stage, output: &mut Output| {
         let before = output.refusals.len();
-        stage.admit(tx.clone(), &mut output);
-        refused_at.extend(std::iter::repeat_n(at, output.refusals.len() - before));
+        stage.admit(tx, output);
+        refused_at.extend(std::iter::repeat_n(line, output.refusals.len() - before));
+    };
+    let (file, shared): (Arc<str>, Option<Arc<StageBatch>>) = match batch {
+        Shared::Owned(batch) => {
+            for (line, row) in batch.rows {
+                if let Ok(tx) = row {
+                    if stage.takes(&tx) {
+                        admit(line, tx, stage, &mut output);
+                    }
+                }
+            }
+            (batch.file, None)
+        }
+        Shared::Arc(batch) => (batch.file.clone(), Some(batch)),
+        Shared::Borrowed(batch) => (batch.file.clone(), Some(batch.clone())),
+    };
+    if let Some(batch) = shared {
+        for (line, row) in &batch.rows {
+            if let Ok(tx) = row {
+                if stage.takes(tx) {
+                    admit(*line, tx.clone(), stage, &mut output);
+                }
+            }
+        }
     }
     StageOutput {
         stage: index,
         output,
+        file: Some(file),
         refused_at,
     }
 }
 
 impl<'scope> StageRunner<'scope> {
-    /// Starts `workers` threads in `scope` running the engine's stages.
+    /// Starts `workers` threads in `scope` running `stages` (their outputs come back by their
+    /// position in this list).
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
-        engine: Engine,
+        stages: Vec<Stage>,
         workers: usize,
     ) -> std::io::Result<Self> {
-        let stages = engine.into_stages();
         let count = stages.len();
         let workers = workers.clamp(1, count.max(1));
         let mut assigned: Vec<Vec<(usize, Stage)>> = (0..workers).map(|_| Vec::new()).collect();
@@ -161,10 +217,10 @@ impl<'scope> StageRunner<'scope> {
 
     /// Hands a batch to every stage. Returns the outputs of the oldest batch, in stage order,
     /// once more than [`IN_FLIGHT`] batches are out (else an empty list).
-    pub fn send(&mut self, events: Vec<Transaction>) -> Result<Vec<StageOutput>, StagePanicked> {
-        let events = Arc::new(events);
-        self.dispatch(|| Job::Batch(events.clone()));
-        drop(events);
+    pub fn send(&mut self, batch: StageBatch) -> Result<Vec<StageOutput>, StagePanicked> {
+        let batch = Arc::new(batch);
+        self.dispatch(|| Job::Batch(batch.clone()));
+        drop(batch);
         if self.pending.len() > IN_FLIGHT {
             self.take()
         } else {
@@ -214,7 +270,7 @@ impl<'scope> StageRunner<'scope> {
 #[error("a stage thread stopped unexpectedly (a bug: please report it)")]
 pub struct StagePanicked;
 
-/// The refusals of one output with the position of each event in its batch.
-pub fn refusals(out: &mut StageOutput) -> impl Iterator<Item = (usize, Refusal)> + '_ {
+/// The refusals of one output with the line of each event.
+pub fn refusals(out: &mut StageOutput) -> impl Iterator<Item = (u64, Refusal)> + '_ {
     out.refused_at.drain(..).zip(out.output.refusals.drain(..))
 }

@@ -28,6 +28,10 @@ pub struct Summary {
     pub labels: Option<LabelReport>,
     /// Where rejected rows were written, if any were.
     pub rejects_file: Option<String>,
+    /// The operating points of `--sweep`, if one was asked for.
+    pub sweep: Option<super::sweep::SweepReport>,
+    /// off_pattern's configured `alert_p_value` (the report marks it on the score chart).
+    pub alert_p_value: f64,
 }
 
 impl Summary {
@@ -233,6 +237,31 @@ impl fmt::Display for Summary {
                     }
                     writeln!(f, "{line}")?;
                 }
+            }
+        }
+        if let Some(sw) = &self.sweep {
+            writeln!(
+                f,
+                "sweep of {} (that detector alone at each value):",
+                sw.key
+            )?;
+            writeln!(
+                f,
+                "  {:>12} {:>8} {:>10} {:>8} {:>12} {:>16}",
+                "value", "alerts", "precision", "recall", "card recall", "false per 1,000"
+            )?;
+            for p in &sw.points {
+                writeln!(
+                    f,
+                    "  {:>12} {:>8} {:>10} {:>8} {:>12} {:>16}",
+                    p.value,
+                    thousands(p.alerts),
+                    pct(p.precision),
+                    pct(p.recall),
+                    pct(p.card_recall),
+                    p.false_per_1000
+                        .map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+                )?;
             }
         }
         if let Some(path) = &self.rejects_file {

@@ -424,3 +424,44 @@ fn the_stage_thread_count_changes_nothing_in_the_output() {
         assert_eq!(other.counts, summary.counts);
     }
 }
+
+#[test]
+fn a_sweep_scores_every_point_in_the_same_pass_and_leaves_the_output_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sim_file(dir.path(), 1500);
+    let plain = opts(vec![file.clone()], &dir.path().join("r1.jsonl"));
+    let (alerts, _) = run(&plain);
+    let swept = ReplayOptions {
+        sweep: Some(
+            sweep::Sweep::parse("detectors.off_pattern.alert_p_value=1e-6,1e-3,5e-2").unwrap(),
+        ),
+        ..opts(vec![file], &dir.path().join("r2.jsonl"))
+    };
+    let (swept_alerts, summary) = run(&swept);
+    assert_eq!(
+        alerts, swept_alerts,
+        "the sweep changes nothing in the output"
+    );
+    let sw = summary.sweep.unwrap();
+    assert_eq!(sw.key, "detectors.off_pattern.alert_p_value");
+    let counts: Vec<u64> = sw.points.iter().map(|p| p.alerts).collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]) && counts[0] < counts[2],
+        "a looser threshold never raises fewer alerts: {counts:?}"
+    );
+    let recall: Vec<f64> = sw.points.iter().map(|p| p.card_recall.unwrap()).collect();
+    assert!(recall[0] <= recall[2], "{recall:?}");
+    // The point at the configured value is that detector's own figures in the replay.
+    let own = summary
+        .alerts
+        .iter()
+        .filter(|((d, _), _)| d.as_str() == "off_pattern")
+        .map(|(_, n)| *n)
+        .sum::<u64>();
+    let configured = Config::default().detectors.off_pattern.alert_p_value;
+    assert!(configured > 1e-6 && configured < 5e-2);
+    assert!(
+        counts[0] <= own && own <= counts[2],
+        "{own} within {counts:?}"
+    );
+}

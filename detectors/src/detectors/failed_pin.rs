@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, KeyKind, Millis, Severity, Transaction};
+use crate::model::{Action, EventTime, KeyKind, Millis, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.failed_pin]`
@@ -78,6 +78,7 @@ pub struct FailedPinState {
 impl Detector for FailedPin {
     const NAME: &'static str = "failed_pin";
     const VERSION: u32 = 1;
+    const EXPIRES: bool = true;
     const KEY: KeyKind = KeyKind::Card;
     type State = FailedPinState;
 
@@ -117,6 +118,19 @@ impl Detector for FailedPin {
                 reason: None,
             }
         });
+    }
+
+    fn expire(&self, state: &mut Self::State, now: EventTime) {
+        state.failures.expire(now, self.window);
+        state.cooldown.expire(now);
+    }
+
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        tx.is_bad_pin()
+    }
+
+    fn expires_after(&self) -> Millis {
+        self.window
     }
 
     fn horizon(&self) -> Millis {

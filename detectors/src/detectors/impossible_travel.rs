@@ -167,6 +167,10 @@ impl Detector for ImpossibleTravel {
         });
     }
 
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        tx.geo.is_some() && tx.is_card_present()
+    }
+
     fn horizon(&self) -> Millis {
         // Past this, any two points on Earth are reachable below the speed limit.
         let reachable =

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, KeyKind, Millis, Outcome, Severity, Transaction};
+use crate::model::{Action, EventTime, KeyKind, Millis, Outcome, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.pin_success_after_failures]`
@@ -76,6 +76,7 @@ pub struct PinSuccessState {
 impl Detector for PinSuccess {
     const NAME: &'static str = "pin_success_after_failures";
     const VERSION: u32 = 1;
+    const EXPIRES: bool = true;
     const KEY: KeyKind = KeyKind::Card;
     type State = PinSuccessState;
 
@@ -121,6 +122,19 @@ impl Detector for PinSuccess {
             });
         }
         state.failures.clear();
+    }
+
+    fn expire(&self, state: &mut Self::State, now: EventTime) {
+        state.failures.expire(now, self.window);
+        state.cooldown.expire(now);
+    }
+
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        tx.is_bad_pin()
+    }
+
+    fn expires_after(&self) -> Millis {
+        self.window
     }
 
     fn horizon(&self) -> Millis {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, KeyKind, Millis, Severity, Transaction};
+use crate::model::{Action, EventTime, KeyKind, Millis, Severity, Transaction};
 use crate::window::{Mark, Recent};
 
 /// `[detectors.rapid_fire]`
@@ -78,6 +78,7 @@ fn intensity(n: usize, span: Millis, min_swipes: usize, window: Millis) -> f64 {
 impl Detector for RapidFire {
     const NAME: &'static str = "rapid_fire";
     const VERSION: u32 = 1;
+    const EXPIRES: bool = true;
     const KEY: KeyKind = KeyKind::Card;
     type State = RapidFireState;
 
@@ -117,6 +118,15 @@ impl Detector for RapidFire {
                 reason: None,
             }
         });
+    }
+
+    fn expire(&self, state: &mut Self::State, now: EventTime) {
+        state.swipes.expire(now, self.window);
+        state.cooldown.expire(now);
+    }
+
+    fn expires_after(&self) -> Millis {
+        self.window
     }
 
     fn horizon(&self) -> Millis {

@@ -120,7 +120,7 @@ fn is_pin_attempt(tx: &Transaction) -> bool {
 
 impl TerminalPinProbe {
     /// Forgets what fell out of (now − window, now].
-    fn expire(&self, state: &mut TerminalPinProbeState, now: EventTime) {
+    fn expire_window(&self, state: &mut TerminalPinProbeState, now: EventTime) {
         let cutoff = now.saturating_sub(self.window);
         while state.failures.front().is_some_and(|f| f.ts <= cutoff) {
             state.failures.pop_front();
@@ -147,11 +147,12 @@ fn distinct_cards(failures: &VecDeque<Failure>) -> usize {
 impl Detector for TerminalPinProbe {
     const NAME: &'static str = "terminal_pin_probe";
     const VERSION: u32 = 1;
+    const EXPIRES: bool = true;
     const KEY: KeyKind = KeyKind::Terminal;
     type State = TerminalPinProbeState;
 
     fn observe(&self, state: &mut TerminalPinProbeState, tx: &Transaction, emit: &mut Emitter<'_>) {
-        self.expire(state, tx.ts);
+        self.expire_window(state, tx.ts);
         if !is_pin_attempt(tx) {
             return;
         }
@@ -196,6 +197,19 @@ impl Detector for TerminalPinProbe {
             );
             f
         });
+    }
+
+    fn expire(&self, state: &mut TerminalPinProbeState, now: EventTime) {
+        self.expire_window(state, now);
+        state.cooldown.expire(now);
+    }
+
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        is_pin_attempt(tx)
+    }
+
+    fn expires_after(&self) -> Millis {
+        self.window
     }
 
     fn horizon(&self) -> Millis {
@@ -349,7 +363,7 @@ mod tests {
         let mut s = TerminalPinProbeState::default();
         let d = TerminalPinProbeConfig::default().build("k").unwrap();
         s.approvals.push_back(EventTime(0));
-        d.expire(&mut s, EventTime(10 * MIN));
+        d.expire_window(&mut s, EventTime(10 * MIN));
         assert!(TerminalPinProbe::is_idle(&s));
     }
 

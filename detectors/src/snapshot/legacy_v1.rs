@@ -243,6 +243,8 @@ pub(super) fn convert(body: &[u8], config: &EngineConfig) -> Result<Vec<u8>, pos
             .iter()
             .map(|(id, c)| (Text::new(id.as_str()), c.last_seen))
             .collect(),
+        // Format 1 had no sweep: every key is still to be offered to it.
+        sweep: (!v1.cards.is_empty()).then_some(0),
         sections,
     };
     let body = Body {

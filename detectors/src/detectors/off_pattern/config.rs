@@ -77,7 +77,7 @@ pub struct OffPatternConfig {
     pub amount_prior_weight: f64,
     /// Offset of local time from UTC for the hour of day, `+08:00` for China.
     pub utc_offset: String,
-    /// Quiet period on the card after an alert.
+    /// Quiet period on the card after an alert (at most 49 days).
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
 }
@@ -220,7 +220,13 @@ impl OffPatternConfig {
             },
             amount_prior_weight: positive_number("amount_prior_weight", self.amount_prior_weight)?,
             utc_offset: Millis(utc_offset),
-            cooldown: Millis::from_duration(self.cooldown),
+            cooldown: {
+                let c = Millis::from_duration(self.cooldown);
+                if c.0 > i64::from(u32::MAX) {
+                    return Err(ConfigError::new(k("cooldown"), "must be at most 49 days"));
+                }
+                c
+            },
         })
     }
 }

@@ -44,7 +44,7 @@ pub use config::{OffPatternConfig, PerKind};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detector::{stable_hash32, Cooldown, Detector, Emitter, Finding};
+use crate::detector::{stable_hash32, Detector, Emitter, Finding};
 use crate::model::{
     Action, AmountMinor, FeatureSurprise, KeyKind, MerchantKind, Millis, Outcome, Severity,
     Transaction,
@@ -74,10 +74,10 @@ pub struct OffPattern {
     cooldown: Millis,
 }
 
+/// A card's state: its profile, cool-down included (80 bytes).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OffPatternState {
     profile: Profile,
-    cooldown: Cooldown,
 }
 
 /// Amounts at one kind of merchant needed to judge a swipe there by them alone.
@@ -326,6 +326,10 @@ impl Detector for OffPattern {
             let burst = s.burst_fired(self.burst_threshold);
             let amount = s.amount.p <= self.alert_p;
             let context = s.context <= self.context_p;
+            let strongest = if burst { s.burst.2 } else { 1.0 }
+                .min(s.amount.p)
+                .min(s.context);
+            emit.score(tx, -strongest.log10());
             if burst {
                 profile.cusum = 0.0;
                 profile.run = 0;
@@ -333,9 +337,11 @@ impl Detector for OffPattern {
                 profile.cusum = s.burst.0 as f32;
                 profile.run = s.burst.1;
             }
-            if amount || context || burst {
+            if (amount || context || burst) && state.profile.quiet(tx.ts) {
+                emit.suppressed();
+            } else if amount || context || burst {
                 let profile = &state.profile;
-                emit.fire(&mut state.cooldown, self.cooldown, tx, || {
+                let finding = {
                     let features = self.describe(&s, profile, &obs, tx);
                     let mut named: Vec<&FeatureSurprise> = features
                         .iter()
@@ -383,7 +389,9 @@ impl Detector for OffPattern {
                     f.explanation = explanation;
                     f.features = features;
                     f
-                });
+                };
+                emit.fire_always(tx, finding);
+                state.profile.quiet_from(tx.ts, self.cooldown);
             }
         }
         if tx.outcome == Outcome::Approved {
@@ -391,12 +399,16 @@ impl Detector for OffPattern {
         }
     }
 
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        tx.outcome == Outcome::Approved
+    }
+
     fn horizon(&self) -> Millis {
         self.horizon.max(self.cooldown)
     }
 
     fn is_idle(state: &OffPatternState) -> bool {
-        state.profile.n == 0 && state.cooldown == Cooldown::default()
+        state.profile.n == 0
     }
 }
 

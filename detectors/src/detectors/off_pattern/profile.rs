@@ -11,6 +11,7 @@
 //!   Shares are 8-bit fixed-point fractions of the total weight; the scoring's smoothing
 //!   priors resolve far less than 1/255.
 //! - **Burst**: the CUSUM of the amounts' normal scores and the length of its current run.
+//! - **Cool-down**: its end, as milliseconds after the last folded swipe.
 //!
 //! A swipe without a merchant kind counts as `other`.
 
@@ -21,7 +22,7 @@ use crate::model::{EventTime, MerchantKind, Millis};
 pub const KINDS: usize = 4;
 /// Three-hour bands of local time.
 pub const BANDS: usize = 8;
-pub const HOME_REGIONS: usize = 3;
+pub const HOME_REGIONS: usize = 2;
 /// Amounts remembered.
 pub const RING: usize = 16;
 const ONE: f64 = 255.0;
@@ -64,6 +65,8 @@ pub struct Profile {
     pub weight: f32,
     /// CUSUM of the amounts' normal scores.
     pub cusum: f32,
+    /// The detector's cool-down: quiet until `last` + this many ms (see [`Profile::quiet`]).
+    pub quiet: u32,
     /// Stable hashes of the home regions; hash 0 with share 0 is an empty slot.
     pub homes: [u32; HOME_REGIONS],
     /// Event time of the last folded swipe, for decay.
@@ -156,6 +159,18 @@ impl Profile {
             .map(|(h, s)| (*h, share(s)))
     }
 
+    /// Whether the cool-down holds at `now` (its end is exclusive).
+    pub fn quiet(&self, now: EventTime) -> bool {
+        now < self.last.saturating_add(Millis(i64::from(self.quiet)))
+    }
+
+    /// Starts a cool-down at `now` for `quiet_for` (at most 49 days: the end is kept as
+    /// milliseconds after `last`, which is never after `now`).
+    pub fn quiet_from(&mut self, now: EventTime, quiet_for: Millis) {
+        let end = now.saturating_add(quiet_for);
+        self.quiet = end.since(self.last).0.clamp(0, i64::from(u32::MAX)) as u32;
+    }
+
     /// Folds an approved swipe in: everything decays to `obs.ts`, then the swipe adds weight
     /// 1 to the shares and `learned_amount` to the window (the caller winsorises it).
     pub fn fold(&mut self, obs: &Observation, half_life: Millis, learned_amount: f64) {
@@ -198,6 +213,9 @@ impl Profile {
             self.home_shares[weakest] = rescale(0, 0.0, add);
         }
         self.push_amount(obs.kind, learned_amount);
+        // The cool-down's end stays where it was.
+        let end = self.last.saturating_add(Millis(i64::from(self.quiet)));
+        self.quiet = end.since(obs.ts).0.clamp(0, i64::from(u32::MAX)) as u32;
         self.last = obs.ts;
         self.n = self.n.saturating_add(1);
     }
