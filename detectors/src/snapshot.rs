@@ -329,12 +329,11 @@ fn restore_stage(
         }
         if decoded.is_err() {
             // Whatever was placed is dropped with the section.
-            let entries: Vec<u32> = stage.keys.iter().map(|(at, _, _)| at).collect();
-            for at in entries {
-                let slot = stage.keys.slots(at)[index];
-                if slot != EMPTY {
-                    stage.stores[index].free(slot);
-                    stage.keys.slots_mut(at)[index] = EMPTY;
+            let store = &mut stage.stores[index];
+            for slot in stage.keys.column_mut(index) {
+                if *slot != EMPTY {
+                    store.free(*slot);
+                    *slot = EMPTY;
                 }
             }
             discarded.push(Discarded {

@@ -42,7 +42,6 @@ pub struct StageOutput {
 pub struct StageEnd {
     pub kind: KeyKind,
     pub tracked: usize,
-    pub buffered: usize,
     pub bytes: usize,
 }
 
@@ -86,7 +85,7 @@ fn run_worker(
                 for (i, (index, stage)) in stages.iter_mut().enumerate() {
                     let Some(batch) = events.take() else { break };
                     if i < last {
-                        outputs.push(run_batch(*index, stage, Shared::Borrowed(&batch)));
+                        outputs.push(run_batch(*index, stage, Shared::Arc(batch.clone())));
                         events = Some(batch);
                     } else {
                         // The last stage takes the events themselves when no other worker holds
@@ -120,26 +119,21 @@ fn run_worker(
     }
     stages
         .iter()
-        .map(|(_, s)| {
-            let (tracked, buffered) = s.held();
-            StageEnd {
-                kind: s.kind(),
-                tracked,
-                buffered,
-                bytes: s.bytes(),
-            }
+        .map(|(_, s)| StageEnd {
+            kind: s.kind(),
+            tracked: s.held().0,
+            bytes: s.bytes(),
         })
         .collect()
 }
 
 /// A batch as a stage gets it: its own events, or shared ones to copy from.
-enum Shared<'a> {
+enum Shared {
     Owned(StageBatch),
     Arc(Arc<StageBatch>),
-    Borrowed(&'a Arc<StageBatch>),
 }
 
-fn run_batch(index: usize, stage: &mut Stage, batch: Shared<'_>) -> StageOutput {
+fn run_batch(index: usize, stage: &mut Stage, batch: Shared) -> StageOutput {
     let mut output = Output::default();
     let mut refused_at = Vec::new();
     let mut admit = |line: u64, tx: Transaction, stage: &mut Stage, output: &mut Output| {
@@ -159,7 +153,6 @@ fn run_batch(index: usize, stage: &mut Stage, batch: Shared<'_>) -> StageOutput 
             (batch.file, None)
         }
         Shared::Arc(batch) => (batch.file.clone(), Some(batch)),
-        Shared::Borrowed(batch) => (batch.file.clone(), Some(batch.clone())),
     };
     if let Some(batch) = shared {
         for (line, row) in &batch.rows {
