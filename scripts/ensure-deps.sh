@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, when it is missing:
+#   - perl and make (the build of the vendored OpenSSL that librdkafka's TLS/SASL links)
 #   - Debian's chromium (renders the replay report in tests/report.rs)
 #   - Debian's prometheus (promtool for tests/deploy_files.rs and scripts/promtool-check.sh;
 #     the prometheus server for tests/prometheus_scrape.rs)
@@ -13,6 +14,12 @@ apt_install() {
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
+
+# OpenSSL, built from source for librdkafka's TLS and SASL, configures itself with perl.
+if ! perl -MIPC::Cmd -e1 >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  echo "== installing perl and make (Debian packages; the OpenSSL build needs them)"
+  apt_install perl make
+fi
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (Debian package)"

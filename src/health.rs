@@ -3,6 +3,7 @@
 //! restored, the broker is reachable, and no partition lags more than the configured threshold.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Health {
@@ -11,11 +12,16 @@ pub struct Health {
     broker_up: AtomicBool,
     max_lag: AtomicI64,
     lag_threshold: AtomicI64,
+    /// Set while start-up waits for the brokers: what it waits for and why.
+    waiting: Mutex<Option<String>>,
 }
 
 /// Why the daemon is not ready, for `/readyz`.
 pub fn reasons(h: &Health) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(waiting) = h.waiting.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        out.push(waiting.clone());
+    }
     if !h.joined.load(Ordering::Relaxed) {
         out.push("not yet assigned partitions by the consumer group".into());
     }
@@ -65,6 +71,10 @@ impl Health {
         self.broker_up.load(Ordering::Relaxed)
     }
 
+    pub fn set_waiting(&self, reason: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
     pub fn set_max_lag(&self, lag: i64) {
         self.max_lag.store(lag, Ordering::Relaxed);
     }
@@ -95,5 +105,13 @@ mod tests {
         h.set_max_lag(0);
         h.set_broker_up(false);
         assert_eq!(reasons(&h), ["broker unreachable"]);
+        h.set_waiting(Some("waiting for kafka.brokers k:9092: refused".into()));
+        assert_eq!(
+            reasons(&h),
+            [
+                "waiting for kafka.brokers k:9092: refused",
+                "broker unreachable"
+            ]
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod encode;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod ingest;

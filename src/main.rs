@@ -18,8 +18,54 @@ use swipeguard_detectors::DetectorName;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an error is printed with its causes and ends the process with the exit code
+/// its kind calls for (`swipeguard::exit`: a service manager retries some and not others).
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::from(swipeguard::exit::OK),
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&e));
+            std::process::ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The error and its causes on one line (for the journal), leaving out a cause whose text the
+/// message already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(e) = e.downcast_ref::<swipeguard::daemon::DaemonError>() {
+        e.exit_code()
+    } else if e
+        .downcast_ref::<swipeguard::config::ConfigError>()
+        .is_some()
+        || e.downcast_ref::<MissingKey>().is_some()
+    {
+        swipeguard::exit::CONFIG
+    } else {
+        swipeguard::exit::FAILURE
+    }
+}
+
+/// A key that the command needs and the configuration lacks.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct MissingKey(String);
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config, log_json } => run_daemon(&config, log_json),
         Command::Produce {
@@ -67,21 +113,24 @@ fn run_daemon(path: &std::path::Path, log_json: bool) -> Result<()> {
     let config = Config::load(Some(path))
         .with_context(|| format!("{} is not a valid configuration", path.display()))?;
     if config.kafka.brokers.is_none() {
-        bail!("kafka.brokers: required by `swipeguard run` (set it in {} or SWIPEGUARD_KAFKA__BROKERS)", path.display());
+        return Err(MissingKey(format!("kafka.brokers: required by `swipeguard run` (set it in {} or SWIPEGUARD_KAFKA__BROKERS)", path.display())).into());
     }
     swipeguard::telemetry::init(&config.log, log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let metrics = swipeguard::metrics::Metrics::new()?;
         let health =
             std::sync::Arc::new(swipeguard::health::Health::new(config.daemon.ready_max_lag));
         let shutdown = swipeguard::shutdown::on_signals();
         swipeguard::daemon::run(std::sync::Arc::new(config), metrics, health, shutdown).await?;
         Ok(())
-    })
+    });
+    // A metadata request still waiting on an absent broker must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(3));
+    result
 }
 
 fn run_replay(args: ReplayArgs) -> Result<()> {

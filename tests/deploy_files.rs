@@ -280,6 +280,43 @@ fn systemd_unit_checks_the_config_outlasts_the_grace_and_is_hardened() {
     assert!(unit["Install"].contains_key("WantedBy"));
 }
 
+/// Restart what a restart may fix, forever; stop on what it cannot (the daemon's exit codes).
+#[test]
+fn systemd_unit_never_gives_up_on_a_transient_fault_and_stops_on_a_permanent_one() {
+    use swipeguard::exit;
+    let unit = unit_file();
+    let get = |section: &str, key: &str| unit[section].get(key).map(|v| v.join(" "));
+    assert_eq!(get("Unit", "StartLimitIntervalSec").as_deref(), Some("0"));
+    assert_eq!(get("Unit", "StartLimitBurst"), None);
+    assert_eq!(get("Service", "Restart").as_deref(), Some("on-failure"));
+    let prevented: BTreeSet<u8> = get("Service", "RestartPreventExitStatus")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(
+        prevented,
+        BTreeSet::from([exit::CONFIG, exit::KAFKA_REFUSED, exit::KAFKA_RESOURCE])
+    );
+    assert!(!prevented.contains(&exit::FAILURE));
+    // check-config runs before each start: a bad file must exit with the code that stops retries.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "[kafka]\nbrokerz = \"x\"\n").unwrap();
+    for args in [vec!["check-config"], vec!["run", "--config"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_swipeguard"))
+            .args(&args)
+            .arg(bad.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(exit::CONFIG as i32), "{args:?}");
+        assert!(
+            output_text(&out).contains("kafka.brokerz"),
+            "{}",
+            output_text(&out)
+        );
+    }
+}
+
 fn output_text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&[&out.stdout[..], &out.stderr[..]].concat()).into_owned()
 }

@@ -14,12 +14,11 @@ pub mod partition;
 pub mod pipeline;
 pub mod rebalance;
 pub mod snapshots;
+pub mod startup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::Producer as _;
 use rdkafka::util::Timeout;
@@ -48,12 +47,45 @@ pub enum DaemonError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("the swipes topic {0} does not exist or has no partitions")]
-    NoSwipesTopic(String),
+    #[error("the swipes topic {topic} (kafka.swipes_topic) cannot be read from {brokers}: {error}; create it, or correct the name")]
+    NoSwipesTopic {
+        topic: String,
+        brokers: String,
+        error: String,
+    },
+    #[error("the snapshot topic {topic} (kafka.snapshot_topic) does not exist and cannot be created with {partitions} partitions: {error}; create it (compacted, {partitions} partitions) or allow the daemon to")]
+    CannotCreateTopic {
+        topic: String,
+        partitions: i32,
+        error: String,
+    },
+    #[error("the snapshot topic {snapshot_topic} has {snapshot} partitions but the swipes topic {swipes_topic} has {swipes}: snapshots are placed by swipes partition, so give the snapshot topic {swipes} partitions (a new kafka.snapshot_topic starts every partition cold)")]
+    PartitionMismatch {
+        swipes_topic: String,
+        swipes: i32,
+        snapshot_topic: String,
+        snapshot: i32,
+    },
+    #[error("kafka refused {what}: {reason}; check the credentials, certificates and ACLs in [kafka.client]")]
+    Refused { what: String, reason: String },
     #[error("the pipeline thread panicked (a bug: please report it)")]
     PipelinePanicked,
     #[error("shutdown did not finish within the grace period; unsnapshotted partitions will be reprocessed")]
     GraceExceeded,
+}
+
+impl DaemonError {
+    /// The process exit code for this error ([`crate::exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Setup(_) => crate::exit::CONFIG,
+            DaemonError::NoSwipesTopic { .. }
+            | DaemonError::CannotCreateTopic { .. }
+            | DaemonError::PartitionMismatch { .. } => crate::exit::KAFKA_RESOURCE,
+            DaemonError::Refused { .. } => crate::exit::KAFKA_REFUSED,
+            _ => crate::exit::FAILURE,
+        }
+    }
 }
 
 /// What the pipeline and the rebalance callbacks share.
@@ -96,45 +128,6 @@ impl Shared {
     }
 }
 
-/// Creates the snapshot topic (compacted, as many partitions as the swipes topic) if it is
-/// missing; returns the partition counts of the swipes and snapshot topics.
-async fn ensure_topics(config: &Config) -> Result<(i32, i32), DaemonError> {
-    let admin: AdminClient<DefaultClientContext> = kafka::producer_config(config)?.create()?;
-    let timeout = Timeout::After(std::time::Duration::from_secs(10));
-    let count = |topic: &str| -> Result<i32, DaemonError> {
-        let md = admin.inner().fetch_metadata(Some(topic), timeout)?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32))
-    };
-    let swipes = count(&config.kafka.swipes_topic)?;
-    if swipes == 0 {
-        return Err(DaemonError::NoSwipesTopic(
-            config.kafka.swipes_topic.clone(),
-        ));
-    }
-    let mut snapshot = count(&config.kafka.snapshot_topic)?;
-    if snapshot == 0 {
-        let topic = NewTopic::new(
-            &config.kafka.snapshot_topic,
-            swipes,
-            TopicReplication::Fixed(1),
-        )
-        .set("cleanup.policy", "compact");
-        let results = admin.create_topics([&topic], &AdminOptions::new()).await?;
-        for r in results {
-            if let Err((topic, e)) = r {
-                tracing::warn!(%topic, error = %e, "cannot create the snapshot topic; expecting it to exist");
-            }
-        }
-        snapshot = count(&config.kafka.snapshot_topic)?.max(1);
-        tracing::info!(topic = %config.kafka.snapshot_topic, partitions = snapshot, "created the snapshot topic");
-    }
-    Ok((swipes, snapshot))
-}
-
 /// Runs the daemon until `shutdown` is cancelled, then drains, snapshots and commits.
 pub async fn run(
     config: Arc<Config>,
@@ -164,7 +157,19 @@ pub async fn run(
             "these detectors are keyed by something other than the card and run in replay only until the daemon has live stages"
         );
     }
-    let (_, snapshot_partitions) = ensure_topics(&config).await?;
+    let topics = match startup::connect(&config, &health, &shutdown).await {
+        Ok(Some(topics)) => topics,
+        Ok(None) => {
+            tracing::info!("stopped while waiting for the kafka brokers");
+            let _ = http.await;
+            return Ok(());
+        }
+        Err(e) => {
+            shutdown.cancel();
+            let _ = http.await;
+            return Err(e);
+        }
+    };
     metrics.touch_topics(&[
         &config.kafka.alerts_topic,
         &config.kafka.dead_letter_topic,
@@ -189,7 +194,7 @@ pub async fn run(
             source,
         })?;
     let shared = Arc::new(Shared {
-        snapshots: SnapshotStore::new(&config, kafka::reader_config(&config)?, snapshot_partitions),
+        snapshots: SnapshotStore::new(&config, kafka::reader_config(&config)?, topics.snapshot),
         producer,
         snapshot_producer,
         partitions: Mutex::new(BTreeMap::new()),

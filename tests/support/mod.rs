@@ -37,6 +37,8 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Extra command-line arguments (e.g. `--authentication`), kept across restarts.
+    pub args: Vec<String>,
 }
 
 impl Broker {
@@ -46,6 +48,7 @@ impl Broker {
             child: None,
             port: free_port(),
             dir,
+            args: Vec::new(),
         };
         b.spawn();
         b
@@ -69,6 +72,7 @@ impl Broker {
             ])
             // The SQLite path is relative to the working directory.
             .arg("sqlite://nisshi.db")
+            .args(&self.args)
             .current_dir(self.dir.path())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -97,6 +101,17 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Creates a SCRAM-SHA-512 user (stored with the broker's data).
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = Command::new(nisshi())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args([name, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nisshi user create: {out:?}");
     }
 }
 
@@ -476,6 +491,18 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits up to `timeout` for the process to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Daemon {
@@ -619,5 +646,33 @@ pub fn alert_ids(bootstrap: &str, topic: &str) -> Vec<String> {
                 .unwrap()
                 .to_string()
         })
+        .collect()
+}
+
+/// Waits until the group has committed every swipe and `daemon` has drained, then returns the
+/// distinct alert ids on the alerts topic; panics with the daemon's log if either never happens.
+pub fn alert_ids_once_drained(
+    daemon: &Daemon,
+    setup: &DaemonSetup,
+    partitions: i32,
+) -> std::collections::BTreeSet<String> {
+    assert!(
+        wait_all_committed(
+            &setup.bootstrap,
+            &setup.group,
+            &setup.swipes,
+            partitions,
+            Duration::from_secs(180)
+        ),
+        "offsets never reached the end: {}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.wait_drained(Duration::from_secs(60)),
+        "never drained: {}",
+        daemon.log_text()
+    );
+    alert_ids(&setup.bootstrap, &setup.alerts)
+        .into_iter()
         .collect()
 }
