@@ -260,6 +260,7 @@ fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rej
         outcome,
         decline_reason: word("decline_reason", raw.decline_reason)?
             .map(|r| DeclineReason::parse(&r)),
+        settlement: None,
         label: short_text(text("label", raw.label)?),
         meta: Default::default(),
     })

@@ -11,9 +11,10 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use swipeguard_detectors::{
-    AmountMinor, CardId, Channel, DeclineReason, EventId, EventTime, GeoPoint, MerchantKind,
-    Outcome, RejectReason, Text, Transaction,
+    AmountMinor, CardId, CertType, Channel, DeclineReason, EventId, EventTime, EventType, GeoPoint,
+    Item, MerchantKind, Outcome, RejectReason, Settlement, Text, Transaction, VisitType,
 };
 
 /// Bounds applied while decoding, and the card-number protection applied right after.
@@ -28,6 +29,10 @@ pub struct DecodeLimits {
     /// Earliest and latest accepted event time.
     pub min_ts: EventTime,
     pub max_ts: EventTime,
+    /// Most line items in one event, and most traceability codes over all its items: a hostile
+    /// event cannot make the detectors remember without bound.
+    pub max_items: usize,
+    pub max_trace_codes: usize,
 }
 
 impl Default for DecodeLimits {
@@ -40,6 +45,9 @@ impl Default for DecodeLimits {
             // 2000-01-01T00:00:00Z ..= 2099-12-31T23:59:59.999Z
             min_ts: EventTime(946_684_800_000),
             max_ts: EventTime(4_102_444_799_999),
+            // A long inpatient bill has a few hundred lines; a pharmacy sale a handful of boxes.
+            max_items: 500,
+            max_trace_codes: 1_000,
         }
     }
 }
@@ -73,7 +81,7 @@ enum Scalar<'a> {
     Int(i64),
     UInt(u64),
     Float(f64),
-    Bool,
+    Bool(bool),
     Nested,
 }
 
@@ -103,8 +111,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(Scalar::Float(v))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Scalar::Bool)
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -156,6 +164,39 @@ struct RawEvent<'a> {
     decline_reason: Option<Scalar<'a>>,
     #[serde(borrow)]
     label: Option<Scalar<'a>>,
+    // DESIGN §12.
+    #[serde(borrow)]
+    event_type: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    visit_type: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    visit_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    cert_type: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    diagnosis: Option<Scalar<'a>>,
+    /// Kept as text until validation, which then reports which part of an item is wrong.
+    #[serde(borrow)]
+    items: Option<&'a RawValue>,
+}
+
+/// A line item as it arrives.
+#[derive(Deserialize)]
+struct RawItem<'a> {
+    #[serde(borrow)]
+    code: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    group: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    quantity: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    days_supply: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    trace_codes: Option<Vec<Scalar<'a>>>,
+    #[serde(borrow)]
+    split: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    amount_minor: Option<Scalar<'a>>,
 }
 
 fn missing(field: &'static str) -> Rejected {
@@ -237,22 +278,31 @@ fn timestamp(v: Option<Scalar<'_>>, limits: &DecodeLimits) -> Result<EventTime, 
 }
 
 fn amount(v: Option<Scalar<'_>>, limits: &DecodeLimits) -> Result<AmountMinor, Rejected> {
+    money("amount_minor", v, limits)?.ok_or_else(|| missing("amount_minor"))
+}
+
+/// Integer fen, not negative, not absurd.
+fn money(
+    field: &'static str,
+    v: Option<Scalar<'_>>,
+    limits: &DecodeLimits,
+) -> Result<Option<AmountMinor>, Rejected> {
     let fen = match v {
-        None => return Err(missing("amount_minor")),
+        None => return Ok(None),
         Some(Scalar::UInt(u)) => u,
         Some(Scalar::Int(i)) if i < 0 => {
-            return Err(Rejected::new(RejectReason::NegativeAmount, "amount_minor"))
+            return Err(Rejected::new(RejectReason::NegativeAmount, field))
         }
         Some(Scalar::Int(i)) => i.unsigned_abs(),
         Some(Scalar::Float(f)) if f < 0.0 => {
-            return Err(Rejected::new(RejectReason::NegativeAmount, "amount_minor"))
+            return Err(Rejected::new(RejectReason::NegativeAmount, field))
         }
-        Some(_) => return Err(wrong_type("amount_minor")),
+        Some(_) => return Err(wrong_type(field)),
     };
     if fen > limits.max_amount_minor {
-        return Err(Rejected::new(RejectReason::AbsurdAmount, "amount_minor"));
+        return Err(Rejected::new(RejectReason::AbsurdAmount, field));
     }
-    Ok(AmountMinor(fen))
+    Ok(Some(AmountMinor(fen)))
 }
 
 /// How deeply the JSON text nests arrays and objects (strings skipped). Error path only.
@@ -329,7 +379,7 @@ pub fn decode_event(bytes: &[u8], limits: &DecodeLimits) -> Result<Transaction, 
     Ok(tx)
 }
 
-fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rejected> {
+fn validate(mut raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rejected> {
     let event_id = required("event_id", raw.event_id)?;
     let ts = timestamp(raw.ts, limits)?;
     let card_id = required("card_id", raw.card_id)?;
@@ -347,6 +397,16 @@ fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rej
         }
         _ => None,
     };
+    let fields = RawSettlement {
+        event_type: raw.event_type.take(),
+        visit_type: raw.visit_type.take(),
+        visit_id: raw.visit_id.take(),
+        cert_type: raw.cert_type.take(),
+        diagnosis: raw.diagnosis.take(),
+        items: raw.items,
+        has_account: raw.account_id.is_some(),
+    };
+    let settlement = settlement(fields, outcome, limits)?;
     Ok(Transaction {
         event_id: EventId::new(&event_id),
         ts,
@@ -364,9 +424,127 @@ fn validate(raw: RawEvent<'_>, limits: &DecodeLimits) -> Result<Transaction, Rej
         outcome,
         decline_reason: word("decline_reason", raw.decline_reason)?
             .map(|r| DeclineReason::parse(&r)),
+        settlement,
         label: short_text(text("label", raw.label)?),
         meta: Default::default(),
     })
+}
+
+fn bad_value(field: &'static str) -> Rejected {
+    Rejected::new(RejectReason::BadValue, field)
+}
+
+/// The §12 fields of a raw event, taken out of it for [`settlement`].
+struct RawSettlement<'a> {
+    event_type: Option<Scalar<'a>>,
+    visit_type: Option<Scalar<'a>>,
+    visit_id: Option<Scalar<'a>>,
+    cert_type: Option<Scalar<'a>>,
+    diagnosis: Option<Scalar<'a>>,
+    items: Option<&'a RawValue>,
+    has_account: bool,
+}
+
+/// The §12 fields, when the event has any. Admissions and discharges must name the person and
+/// the stay they open or close.
+fn settlement(
+    raw: RawSettlement<'_>,
+    outcome: Outcome,
+    limits: &DecodeLimits,
+) -> Result<Option<Box<Settlement>>, Rejected> {
+    let event_type = match word("event_type", raw.event_type)? {
+        None => EventType::Settlement,
+        Some(t) => EventType::parse(&t).ok_or_else(|| bad_value("event_type"))?,
+    };
+    let visit_type = word("visit_type", raw.visit_type)?.map(|v| VisitType::parse(&v));
+    let visit_id = short_text(text("visit_id", raw.visit_id)?);
+    let cert_type = word("cert_type", raw.cert_type)?.map(|c| CertType::parse(&c));
+    let diagnosis = short_text(text("diagnosis", raw.diagnosis)?);
+    let items = match raw.items {
+        None => Vec::new(),
+        Some(list) => items(list, limits)?,
+    };
+    if event_type != EventType::Settlement {
+        if visit_id.is_none() {
+            return Err(missing("visit_id"));
+        }
+        if !raw.has_account {
+            return Err(missing("account_id"));
+        }
+        if outcome != Outcome::Approved {
+            return Err(bad_value("outcome"));
+        }
+    }
+    let settlement = Settlement {
+        event_type,
+        visit_type,
+        visit_id,
+        cert_type,
+        diagnosis,
+        items,
+    };
+    Ok((settlement != Settlement::default()).then(|| Box::new(settlement)))
+}
+
+/// The line items: an array of objects, each with a `code`.
+fn items(list: &RawValue, limits: &DecodeLimits) -> Result<Vec<Item>, Rejected> {
+    if list.get() == "null" {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<RawItem<'_>> = serde_json::from_str(list.get()).map_err(|_| bad_value("items"))?;
+    if raw.len() > limits.max_items {
+        return Err(bad_value("items: too many"));
+    }
+    let mut codes = 0usize;
+    let mut out = Vec::with_capacity(raw.len());
+    for it in raw {
+        let code = text("items.code", it.code)?.ok_or_else(|| bad_value("items.code"))?;
+        let quantity = match number("items.quantity", it.quantity)? {
+            Some(q) if !q.is_finite() || q < 0.0 => return Err(bad_value("items.quantity")),
+            q => q,
+        };
+        let days_supply = match number("items.days_supply", it.days_supply)? {
+            None => None,
+            Some(d) if d.is_finite() && (0.0..=36_500.0).contains(&d) => Some(d.round() as u32),
+            Some(_) => return Err(bad_value("items.days_supply")),
+        };
+        let mut trace_codes = Vec::new();
+        for c in it.trace_codes.into_iter().flatten() {
+            codes += 1;
+            if codes > limits.max_trace_codes {
+                return Err(bad_value("items.trace_codes: too many"));
+            }
+            if let Some(c) = text("items.trace_codes", Some(c))? {
+                trace_codes.push(Text::from(c.as_ref()));
+            }
+        }
+        out.push(Item {
+            code: Text::from(code.as_ref()),
+            group: short_text(text("items.group", it.group)?),
+            quantity,
+            days_supply,
+            trace_codes,
+            split: flag("items.split", it.split)?,
+            amount: money("items.amount_minor", it.amount_minor, limits)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A yes/no: JSON true/false, 1/0, or the text "1"/"0"/"true"/"false" of exports.
+fn flag(field: &'static str, v: Option<Scalar<'_>>) -> Result<bool, Rejected> {
+    match v {
+        None => Ok(false),
+        Some(Scalar::Bool(b)) => Ok(b),
+        Some(Scalar::Int(0) | Scalar::UInt(0)) => Ok(false),
+        Some(Scalar::Int(1) | Scalar::UInt(1)) => Ok(true),
+        Some(Scalar::Str(s)) => match s.as_ref() {
+            "" | "0" | "false" => Ok(false),
+            "1" | "true" => Ok(true),
+            _ => Err(bad_value(field)),
+        },
+        Some(_) => Err(wrong_type(field)),
+    }
 }
 
 #[cfg(test)]

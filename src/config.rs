@@ -159,7 +159,8 @@ impl Default for CardHashConfig {
             enabled: false,
             key_file: None,
             key_env: None,
-            fields: vec!["card_id".into()],
+            // The card number and the person number (`psn_no`): both are personal data.
+            fields: vec!["card_id".into(), "account_id".into()],
         }
     }
 }
@@ -172,6 +173,10 @@ pub struct IngestConfig {
     pub max_event_bytes: usize,
     /// Largest accepted `amount_minor` (fen).
     pub max_amount_minor: u64,
+    /// Most line items in one event (DESIGN §12); more is an invalid event (`bad_value`).
+    pub max_items: usize,
+    /// Most traceability codes over all items of one event; more is an invalid event.
+    pub max_trace_codes: usize,
     pub card_hash: CardHashConfig,
 }
 
@@ -181,6 +186,8 @@ impl Default for IngestConfig {
         IngestConfig {
             max_event_bytes: limits.max_bytes,
             max_amount_minor: limits.max_amount_minor,
+            max_items: limits.max_items,
+            max_trace_codes: limits.max_trace_codes,
             card_hash: CardHashConfig::default(),
         }
     }
@@ -287,6 +294,12 @@ impl Config {
     /// Checks what types alone cannot; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Engine::new(self.engine_config()).map_err(|e| invalid(e.key, e.reason))?;
+        if self.ingest.max_items == 0 {
+            return Err(invalid("ingest.max_items", "must be at least 1"));
+        }
+        if self.ingest.max_trace_codes == 0 {
+            return Err(invalid("ingest.max_trace_codes", "must be at least 1"));
+        }
         if self.ingest.max_event_bytes == 0 {
             return Err(invalid("ingest.max_event_bytes", "must be at least 1"));
         }
@@ -351,6 +364,8 @@ impl Config {
             hasher: self.hasher.clone(),
             max_bytes: self.ingest.max_event_bytes,
             max_amount_minor: self.ingest.max_amount_minor,
+            max_items: self.ingest.max_items,
+            max_trace_codes: self.ingest.max_trace_codes,
             ..DecodeLimits::default()
         }
     }

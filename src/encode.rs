@@ -4,7 +4,7 @@
 //! that what every alert carried before is byte for byte what it carries now.
 
 use serde::Serialize;
-use swipeguard_detectors::{Alert, FeatureSurprise, Millis, Transaction};
+use swipeguard_detectors::{Alert, EventType, FeatureSurprise, Item, Millis, Transaction};
 
 use crate::codec::format_ts;
 
@@ -113,11 +113,56 @@ struct EventJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     decline_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visit_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visit_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnosis: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    items: Vec<ItemJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<&'a str>,
 }
 
-/// Appends one event as a JSON line in the §2 format (with the trailing newline).
+#[derive(Serialize)]
+struct ItemJson<'a> {
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_supply: Option<u32>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    trace_codes: Vec<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    split: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount_minor: Option<u64>,
+}
+
+impl<'a> From<&'a Item> for ItemJson<'a> {
+    fn from(it: &'a Item) -> Self {
+        ItemJson {
+            code: &it.code,
+            group: it.group.as_deref(),
+            quantity: it.quantity,
+            days_supply: it.days_supply,
+            trace_codes: it.trace_codes.iter().map(|c| c.as_str()).collect(),
+            split: it.split,
+            amount_minor: it.amount.map(|a| a.0),
+        }
+    }
+}
+
+/// Appends one event as a JSON line in the §2 format (with the trailing newline); the §12 fields
+/// only when the event has them, so a plain swipe encodes as it always did.
 pub fn encode_event(tx: &Transaction, out: &mut Vec<u8>) {
+    let s = tx.settlement.as_deref();
     let json = EventJson {
         event_id: tx.event_id.as_str(),
         ts: format_ts(tx.ts),
@@ -135,6 +180,15 @@ pub fn encode_event(tx: &Transaction, out: &mut Vec<u8>) {
         channel: tx.channel.map(|c| c.as_str()),
         outcome: tx.outcome.as_str(),
         decline_reason: tx.decline_reason.map(|r| r.as_str()),
+        event_type: s
+            .map(|s| s.event_type)
+            .filter(|t| *t != EventType::Settlement)
+            .map(|t| t.as_str()),
+        visit_type: s.and_then(|s| s.visit_type).map(|v| v.as_str()),
+        visit_id: s.and_then(|s| s.visit_id.as_deref()),
+        cert_type: s.and_then(|s| s.cert_type).map(|c| c.as_str()),
+        diagnosis: s.and_then(|s| s.diagnosis.as_deref()),
+        items: tx.items().iter().map(ItemJson::from).collect(),
         label: tx.label.as_deref(),
     };
     if serde_json::to_writer(&mut *out, &json).is_ok() {

@@ -243,6 +243,26 @@ mod tests {
     }
 
     #[test]
+    fn by_default_the_card_and_the_person_number_are_hashed() {
+        let defaults = CardHashConfig::default().fields;
+        let names: Vec<&str> = defaults.iter().map(String::as_str).collect();
+        let h = hasher(&names);
+        let line = br#"{"event_id":"e","ts":1795399200000,"card_id":"6222021234567890123","account_id":"310101199001011234","amount_minor":1,"merchant_id":"m","outcome":"approved"}"#;
+        let tx = crate::codec::decode_event(line, &crate::codec::DecodeLimits::default()).unwrap();
+        let mut protected = tx.clone();
+        h.protect(&mut protected);
+        assert_eq!(protected.card_id.as_str(), h.token("6222021234567890123"));
+        assert_eq!(
+            protected.account_id.as_deref(),
+            Some(h.token("310101199001011234").as_str())
+        );
+        let redacted = String::from_utf8(h.redact_payload(line)).unwrap();
+        assert!(
+            !redacted.contains("310101199001011234") && !redacted.contains("6222021234567890123")
+        );
+    }
+
+    #[test]
     fn tokens_are_stable_keyed_and_short() {
         let h = hasher(&["card_id"]);
         let t = h.token("6222021234567890123");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detectors::card_lock::CardLockConfig;
 use crate::detectors::failed_pin::FailedPinConfig;
 use crate::detectors::impossible_travel::ImpossibleTravelConfig;
 use crate::detectors::off_pattern::OffPatternConfig;
@@ -53,6 +54,7 @@ pub struct DetectorsConfig {
     pub impossible_travel: ImpossibleTravelConfig,
     pub off_pattern: OffPatternConfig,
     pub terminal_pin_probe: TerminalPinProbeConfig,
+    pub card_lock: CardLockConfig,
 }
 
 impl DetectorsConfig {

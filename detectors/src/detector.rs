@@ -149,6 +149,8 @@ pub struct Emitter<'a> {
     pub(crate) counts: &'a mut Counts,
     pub(crate) versions: &'a Versions,
     pub(crate) scores: Option<&'a mut Vec<crate::engine::Score>>,
+    /// Where this event's alerts on this key begin in `alerts`.
+    pub(crate) event_start: usize,
 }
 
 impl Emitter<'_> {
@@ -190,6 +192,12 @@ impl Emitter<'_> {
                 value,
             });
         }
+    }
+
+    /// The alerts the detectors before this one (in registry order) raised on this key for this
+    /// event: how a detector may react to the others' findings, deterministically.
+    pub fn earlier_alerts(&self) -> &[Alert] {
+        self.alerts.get(self.event_start..).unwrap_or(&[])
     }
 
     /// The subject this emitter names alerts after.

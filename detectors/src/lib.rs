@@ -30,6 +30,7 @@ pub mod model;
 pub mod registry;
 pub mod reject;
 pub mod reorder;
+pub mod settlement;
 pub mod snapshot;
 pub mod stage;
 mod store;
@@ -50,5 +51,6 @@ pub use model::{
     Severity, Subject, Text, Transaction,
 };
 pub use reject::RejectReason;
+pub use settlement::{CertType, EventType, Item, Settlement, VisitType};
 pub use snapshot::{DiscardReason, Discarded, Restored, SnapshotError};
 pub use stage::Stage;

@@ -181,17 +181,19 @@ macro_rules! wire_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
-    /// Whether the swipe went through.
-    Outcome { Approved = "approved", Declined = "declined" }
+    /// Whether the swipe went through; `refunded` is a return or reversal of an earlier
+    /// settlement (DESIGN §12). New variants go last: snapshots store the variant's place.
+    Outcome { Approved = "approved", Declined = "declined", Refunded = "refunded" }
 );
 
 wire_enum!(
@@ -228,6 +230,7 @@ impl Outcome {
         match s {
             "approved" => Some(Outcome::Approved),
             "declined" => Some(Outcome::Declined),
+            "refunded" => Some(Outcome::Refunded),
             _ => None,
         }
     }
@@ -296,6 +299,9 @@ pub struct Transaction {
     pub channel: Option<Channel>,
     pub outcome: Outcome,
     pub decline_reason: Option<DeclineReason>,
+    /// The 医保 settlement fields (DESIGN §12); `None` for a plain swipe, which then costs one
+    /// pointer.
+    pub settlement: Option<Box<crate::settlement::Settlement>>,
     /// Ground truth for scoring a replay. Detectors never read it.
     pub label: Option<Text>,
     /// Where and when the shell got the event (wall clock, for latency metrics). Detectors

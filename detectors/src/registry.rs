@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, DetectorsConfig};
 use crate::detector::Detector;
+use crate::detectors::card_lock::CardLock;
 use crate::detectors::failed_pin::FailedPin;
 use crate::detectors::impossible_travel::ImpossibleTravel;
 use crate::detectors::off_pattern::OffPattern;
@@ -76,6 +77,8 @@ pub static REGISTRY: &[Registration] = &[
     detector!(ImpossibleTravel, impossible_travel),
     detector!(OffPattern, off_pattern),
     detector!(TerminalPinProbe, terminal_pin_probe),
+    // After the other card detectors: it reacts to their alerts on the same event.
+    detector!(CardLock, card_lock),
 ];
 
 const _: () = assert!(REGISTRY.len() <= MAX_DETECTORS);

@@ -31,8 +31,9 @@ mod legacy_v1;
 
 const MAGIC: &[u8; 4] = b"SGSN";
 /// Bumped whenever the body's layout changes; older layouts are converted (see `legacy_v1`),
-/// unknown ones refused, never misread.
-pub const FORMAT_VERSION: u16 = 2;
+/// unknown ones refused, never misread. Format 3 added the settlement fields (DESIGN §12) to the
+/// buffered events; format 2 differs only there.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Why a snapshot could not be restored. The daemon then starts the partition afresh.
 #[derive(Debug, thiserror::Error)]
@@ -128,13 +129,15 @@ struct Section<'a> {
     states: Block<'a>,
 }
 
+/// One stage; `T` is the layout of its buffered events (older formats' layouts convert into
+/// today's [`Transaction`]).
 #[derive(Debug, Serialize, Deserialize)]
-struct StageBody<'a> {
+struct StageBody<'a, T = Transaction> {
     kind: KeyKind,
     watermark: Watermark,
     last_released: Option<(EventTime, EventId)>,
     clock: EventTime,
-    pending: Vec<Transaction>,
+    pending: Vec<T>,
     keys: Vec<(Text, EventTime)>,
     /// Where the expiry sweep is, as a place in `keys`.
     sweep: Option<u32>,
@@ -143,11 +146,35 @@ struct StageBody<'a> {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Body<'a> {
+struct Body<'a, T = Transaction> {
     position: u64,
     config_fingerprint: u64,
     #[serde(borrow)]
-    stages: Vec<StageBody<'a>>,
+    stages: Vec<StageBody<'a, T>>,
+}
+
+impl<'a, T: Into<Transaction>> Body<'a, T> {
+    /// The same body with its buffered events in today's layout.
+    fn into_current(self) -> Body<'a> {
+        Body {
+            position: self.position,
+            config_fingerprint: self.config_fingerprint,
+            stages: self
+                .stages
+                .into_iter()
+                .map(|s| StageBody {
+                    kind: s.kind,
+                    watermark: s.watermark,
+                    last_released: s.last_released,
+                    clock: s.clock,
+                    pending: s.pending.into_iter().map(Into::into).collect(),
+                    keys: s.keys,
+                    sweep: s.sweep,
+                    sections: s.sections,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
@@ -221,14 +248,14 @@ impl Engine {
         let converted;
         let body: Body<'_> = match format {
             FORMAT_VERSION => postcard::from_bytes(body)?,
+            2 => postcard::from_bytes::<Body<'_, legacy_v1::TransactionV1>>(body)?.into_current(),
             1 => {
                 converted = legacy_v1::convert(body, &config)?;
                 postcard::from_bytes(&converted)?
             }
             found => return Err(SnapshotError::UnsupportedVersion { found }),
         };
-        let config_changed = format == FORMAT_VERSION
-            && body.config_fingerprint != config_fingerprint(&config)
+        let config_changed = format != 1 && body.config_fingerprint != config_fingerprint(&config)
             || format == 1 && body.config_fingerprint != legacy_v1::fingerprint(&config);
         let mut engine = Engine::new(config)?;
         let mut discarded = Vec::new();

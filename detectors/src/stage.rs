@@ -111,6 +111,11 @@ impl Stage {
         }
     }
 
+    /// How long an idle key is kept: the longest horizon of the stage's detectors.
+    pub fn horizon(&self) -> Millis {
+        self.horizon
+    }
+
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -326,7 +331,9 @@ impl Stage {
             kind: self.kind,
             id: Text::new(key),
         };
+        let event_start = out.alerts.len();
         let mut emit = Emitter {
+            event_start,
             detector: stores[0].name(),
             subject: &subject,
             alerts: &mut out.alerts,

@@ -27,6 +27,7 @@ use crate::model::{
     AmountMinor, CardId, Channel, DeclineReason, DetectorName, EventId, EventTime, GeoPoint,
     KeyKind, MerchantKind, Outcome, Transaction,
 };
+use crate::settlement::{CertType, EventType, Item, Settlement, VisitType};
 use crate::Alert;
 
 /// Builder for a test swipe: card `card-1`, ¥50.00 approved by chip at merchant `m1`.
@@ -51,6 +52,7 @@ pub fn tx(id: &str, ts_ms: i64) -> TxBuilder {
         channel: Some(Channel::Chip),
         outcome: Outcome::Approved,
         decline_reason: None,
+        settlement: None,
         label: None,
         meta: Default::default(),
     })
@@ -95,6 +97,47 @@ impl TxBuilder {
     }
     pub fn channel(mut self, c: Channel) -> Self {
         self.0.channel = Some(c);
+        self
+    }
+    fn settlement(&mut self) -> &mut Settlement {
+        self.0.settlement.get_or_insert_with(Default::default)
+    }
+    pub fn person(mut self, account: &str) -> Self {
+        self.0.account_id = Some(account.into());
+        self
+    }
+    /// A return of an earlier settlement.
+    pub fn refunded(mut self) -> Self {
+        self.0.outcome = Outcome::Refunded;
+        self.0.decline_reason = None;
+        self
+    }
+    /// An admission or discharge of `account` for the stay `visit` (approved, as they always are).
+    pub fn stay(mut self, t: EventType, account: &str, visit: &str) -> Self {
+        self.0.outcome = Outcome::Approved;
+        self.0.decline_reason = None;
+        self.0.account_id = Some(account.into());
+        let s = self.settlement();
+        s.event_type = t;
+        s.visit_id = Some(visit.into());
+        self
+    }
+    pub fn cert(mut self, c: CertType) -> Self {
+        self.settlement().cert_type = Some(c);
+        self
+    }
+    pub fn visit(mut self, v: VisitType) -> Self {
+        self.settlement().visit_type = Some(v);
+        self
+    }
+    /// Adds a line item with its days of supply and traceability codes.
+    pub fn item(mut self, code: &str, days_supply: u32, trace_codes: &[&str]) -> Self {
+        self.settlement().items.push(Item {
+            code: code.into(),
+            days_supply: Some(days_supply),
+            trace_codes: trace_codes.iter().map(|&c| c.into()).collect(),
+            ..Item::default()
+        });
         self
     }
     pub fn label(mut self, l: &str) -> Self {
@@ -160,6 +203,9 @@ pub struct Mix {
     pub habit: f64,
     /// How many merchants (each its own terminal) the swipes spread over, at most 16.
     pub merchants: usize,
+    /// Chance that an event carries the settlement fields of DESIGN §12 (a refund, an
+    /// admission or discharge, an e-voucher settlement, line items with traceability codes).
+    pub settlement: f64,
 }
 
 impl Default for Mix {
@@ -173,6 +219,7 @@ impl Default for Mix {
             geo: 0.3,
             habit: 0.0,
             merchants: 16,
+            settlement: 0.15,
         }
     }
 }
@@ -201,6 +248,13 @@ pub fn mix(detector: &str) -> Mix {
             max_gap: 3 * 86_400_000,
             long_gap: 0.0,
             habit: 0.95,
+            ..base
+        },
+        // Wrong PINs hours apart: runs that lock, approvals that reset, locks that run out.
+        "card_lock" => Mix {
+            bad_pin: 0.5,
+            max_gap: 6 * 3_600_000,
+            long_gap: 0.05,
             ..base
         },
         "terminal_pin_probe" => Mix {
@@ -245,6 +299,7 @@ fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)
             0..lateness.max(1),
             prop::bool::weighted(m.habit),
         ),
+        (prop::bool::weighted(m.settlement), 0..5usize, 0..6u32),
     );
     prop::collection::vec(one, 1..m.len).prop_map(move |rows| {
         let mut ts = 1_700_000_000_000i64;
@@ -255,6 +310,7 @@ fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)
                     (card, gap, long, long_ms),
                     (bad_pin, other_decline, geo, city, online),
                     (amount, kind, jitter, habit),
+                    (settles, what, code),
                 ) = row;
                 ts += gap + if long { long_ms } else { 0 };
                 // A habitual swipe: the card's own kind and city, about ¥50.
@@ -281,6 +337,22 @@ fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)
                 }
                 if online {
                     b = b.channel(Channel::Online);
+                }
+                if settles {
+                    let person = format!("p{card}");
+                    let stay = format!("stay-{card}-{}", code % 2);
+                    b = match what {
+                        0 => b
+                            .refunded()
+                            .item(&format!("d{code}"), 10, &[&format!("t{code}")]),
+                        1 => b.stay(EventType::Admission, &person, &stay),
+                        2 => b.stay(EventType::Discharge, &person, &stay),
+                        3 => b.cert(CertType::EVoucher),
+                        _ => {
+                            b.person(&person)
+                                .item(&format!("d{code}"), 30, &[&format!("t{code}")])
+                        }
+                    };
                 }
                 (b.build(), jitter)
             })
@@ -335,6 +407,7 @@ pub fn proptest_all_detectors() {
         geo: 0.6,
         habit: 0.8,
         merchants: 4,
+        settlement: 0.2,
     };
     check_properties(EngineConfig::default(), m, "all detectors");
 }
@@ -388,7 +461,13 @@ fn check_properties(cfg: EngineConfig, m: Mix, detector: &str) {
             let tracked_before = idle.state_size().tracked_cards;
             let last = events.last().map_or(0, |(e, _)| e.ts.0);
             let mut out = Output::default();
-            idle.advance_watermark(EventTime(last + 200 * 86_400_000), &mut out);
+            let horizon = idle
+                .stages()
+                .iter()
+                .map(|s| s.horizon().0)
+                .max()
+                .unwrap_or(0);
+            idle.advance_watermark(EventTime(last + horizon + 86_400_000), &mut out);
             prop_assert_eq!(idle.state_size().tracked_cards, 0);
             let evicted: u64 = out.counts.stages.iter().map(|s| s.evicted_idle).sum();
             prop_assert_eq!(evicted as usize, tracked_before);

@@ -243,6 +243,8 @@ impl Mapper {
             channel: t(13).map(|c| Channel::parse(&c)),
             outcome,
             decline_reason: t(15).map(|r| DeclineReason::parse(&r)),
+            // Settlement fields and line items come from grouped exports (not mapped yet).
+            settlement: None,
             label: short_text(16),
             meta: Default::default(),
         };

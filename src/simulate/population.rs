@@ -143,6 +143,7 @@ impl Card {
             channel: Some(channel),
             outcome,
             decline_reason: decline,
+            settlement: None,
             label: Some(label.into()),
             meta: Default::default(),
         });

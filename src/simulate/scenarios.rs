@@ -13,6 +13,10 @@
 //! | `cash_out_split` | the subtler cash-out: 3–5 pharmacy purchases of 4–8 times the card's usual over two or three days, at its usual pharmacy and hours | `off_pattern` |
 //! | `lent_card_local` | the subtler lent card: a relative in another city buys at pharmacies (the holder's usual kind) by day, 2–3 times the usual amount | `off_pattern` |
 //! | `terminal_pin_probe` | one terminal, one wrong PIN on each of many cards (see `terminals`) | `terminal_pin_probe` |
+//! | `locked_card_used` | a thief tries PINs on a stolen card over a day or two (never three within `failed_pin`'s ten minutes), the card locks, and a pharmacy whose terminal ignores the lock approves a large purchase within hours | `card_lock` |
+//!
+//! Their legitimate near misses live in the population: a holder's own wrong PIN now and then,
+//! always followed by an approval, which resets `card_lock`'s count.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -34,10 +38,11 @@ pub enum Scenario {
     LentCardLocal,
     /// Many cards at one terminal: drawn per run, not per card (`super::terminals`).
     TerminalPinProbe,
+    LockedCardUsed,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::PinGuessing,
         Scenario::PinGuessSuccess,
         Scenario::RapidFire,
@@ -48,6 +53,7 @@ impl Scenario {
         Scenario::CashOutSplit,
         Scenario::LentCardLocal,
         Scenario::TerminalPinProbe,
+        Scenario::LockedCardUsed,
     ];
 
     /// Whether the scenario happens to one card at a time (else it is drawn per run).
@@ -68,6 +74,7 @@ impl Scenario {
             Scenario::CashOutSplit => "cash_out_split",
             Scenario::LentCardLocal => "lent_card_local",
             Scenario::TerminalPinProbe => super::terminals::PROBE,
+            Scenario::LockedCardUsed => "locked_card_used",
         }
     }
 
@@ -88,6 +95,7 @@ impl Scenario {
             | Scenario::CashOutSplit
             | Scenario::LentCardLocal => "off_pattern",
             Scenario::TerminalPinProbe => "terminal_pin_probe",
+            Scenario::LockedCardUsed => "card_lock",
         }
     }
 
@@ -205,6 +213,40 @@ pub fn inject(card: &mut Card, scenario: Scenario, start: i64, days: u32, rng: &
                     rng,
                 );
             }
+        }
+        Scenario::LockedCardUsed => {
+            // The holder has lost the card: nothing of theirs from the first guess on.
+            let first = at_local_hour(random_time(rng), rng.random_range(9.0..12.0));
+            card.events.retain(|e| e.ts.0 < first);
+            let m = places::merchant(home, MerchantKind::Pharmacy, rng.random_range(0..60));
+            let mut t = first;
+            for i in 0..3 {
+                if i > 0 {
+                    t += rng.random_range(20 * MINUTE..10 * HOUR);
+                }
+                card.swipe(
+                    t,
+                    &m,
+                    0,
+                    Outcome::Declined,
+                    Some(DeclineReason::BadPin),
+                    Channel::Chip,
+                    label,
+                    rng,
+                );
+            }
+            let elsewhere = places::merchant(home, MerchantKind::Pharmacy, rng.random_range(0..60));
+            let amount = rng.random_range(30_000..150_000);
+            card.swipe(
+                t + rng.random_range(HOUR..12 * HOUR),
+                &elsewhere,
+                amount,
+                Outcome::Approved,
+                None,
+                Channel::Chip,
+                label,
+                rng,
+            );
         }
         Scenario::RapidFire => {
             let kind = if rng.random_bool(0.5) {

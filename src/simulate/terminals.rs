@@ -111,6 +111,7 @@ fn event(
         channel: Some(Channel::Chip),
         outcome,
         decline_reason: decline,
+        settlement: None,
         label: Some(label.into()),
         meta: Default::default(),
     }

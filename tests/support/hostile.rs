@@ -201,6 +201,51 @@ pub fn corpus() -> Vec<Case> {
             .into_bytes(),
             "too_deep",
         ));
+        // Settlement fields (DESIGN §12) that are malformed, and items past the limits.
+        for (f, v, reason) in [
+            ("items", "{\"code\":\"x\"}", "bad_value"),
+            ("items", "[{\"group\":\"no code\"}]", "bad_value"),
+            ("items", "[{\"code\":\"x\",\"quantity\":-2}]", "bad_value"),
+            (
+                "items",
+                "[{\"code\":\"x\",\"days_supply\":-30}]",
+                "bad_value",
+            ),
+            (
+                "items",
+                "[{\"code\":\"x\",\"days_supply\":\"a month\"}]",
+                "wrong_type",
+            ),
+            (
+                "items",
+                "[{\"code\":\"x\",\"amount_minor\":-1}]",
+                "negative_amount",
+            ),
+            (
+                "items",
+                "[{\"code\":\"x\",\"trace_codes\":\"8100\"}]",
+                "bad_value",
+            ),
+            ("event_type", "\"transfer\"", "bad_value"),
+            ("event_type", "\"admission\"", "missing_field"),
+            ("cert_type", "42", "wrong_type"),
+            ("outcome", "\"refund\"", "bad_value"),
+        ] {
+            b.push((with(0, f, Some(v)).into_bytes(), reason));
+        }
+        let many_items = format!("[{}]", vec!["{\"code\":\"x\"}"; 501].join(","));
+        b.push((
+            with(0, "items", Some(&many_items)).into_bytes(),
+            "bad_value",
+        ));
+        let many_codes = format!(
+            "[{{\"code\":\"x\",\"trace_codes\":[{}]}}]",
+            vec!["\"81\""; 1001].join(",")
+        );
+        b.push((
+            with(0, "items", Some(&many_codes)).into_bytes(),
+            "bad_value",
+        ));
         b
     };
     for (bytes, reason) in bad {
@@ -229,6 +274,11 @@ pub fn corpus() -> Vec<Case> {
         ("unknown_field", "{\"deep\":[1,2]}"),
         ("region", "310104"),
         ("merchant_kind", "\"spa\""),
+        ("visit_type", "\"home_care\""),
+        (
+            "items",
+            "[{\"code\":\"XA10\",\"days_supply\":30,\"trace_codes\":[\"8100\"],\"split\":\"1\"}]",
+        ),
     ] {
         n += 1;
         cases.push(Case {

@@ -83,6 +83,10 @@ impl Detector for FailedPin {
     type State = FailedPinState;
 
     fn observe(&self, state: &mut FailedPinState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // Refunds, admissions and discharges are not swipes (DESIGN §12).
+        if !tx.is_swipe() {
+            return;
+        }
         if !tx.is_bad_pin() {
             state.failures.expire(tx.ts, self.window);
             return;
@@ -126,7 +130,7 @@ impl Detector for FailedPin {
     }
 
     fn creates_state(&self, tx: &Transaction) -> bool {
-        tx.is_bad_pin()
+        tx.is_swipe() && tx.is_bad_pin()
     }
 
     fn expires_after(&self) -> Millis {

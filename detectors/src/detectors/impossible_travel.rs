@@ -106,6 +106,10 @@ impl Detector for ImpossibleTravel {
     type State = ImpossibleTravelState;
 
     fn observe(&self, state: &mut ImpossibleTravelState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // Refunds, admissions and discharges are not swipes (DESIGN §12).
+        if !tx.is_swipe() {
+            return;
+        }
         let Some(geo) = tx.geo.filter(|_| tx.is_card_present()) else {
             return;
         };
@@ -168,7 +172,7 @@ impl Detector for ImpossibleTravel {
     }
 
     fn creates_state(&self, tx: &Transaction) -> bool {
-        tx.geo.is_some() && tx.is_card_present()
+        tx.is_swipe() && tx.geo.is_some() && tx.is_card_present()
     }
 
     fn horizon(&self) -> Millis {

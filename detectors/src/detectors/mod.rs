@@ -1,5 +1,6 @@
 //! The detectors, one file each; [`crate::registry`] lists them.
 
+pub mod card_lock;
 pub mod failed_pin;
 pub mod impossible_travel;
 pub mod off_pattern;

@@ -81,6 +81,10 @@ impl Detector for PinSuccess {
     type State = PinSuccessState;
 
     fn observe(&self, state: &mut PinSuccessState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // Refunds, admissions and discharges are not swipes (DESIGN §12).
+        if !tx.is_swipe() {
+            return;
+        }
         if tx.is_bad_pin() {
             let place = tx.terminal_id.as_deref().unwrap_or(&tx.merchant_id);
             let mark = Mark {
@@ -130,7 +134,7 @@ impl Detector for PinSuccess {
     }
 
     fn creates_state(&self, tx: &Transaction) -> bool {
-        tx.is_bad_pin()
+        tx.is_swipe() && tx.is_bad_pin()
     }
 
     fn expires_after(&self) -> Millis {

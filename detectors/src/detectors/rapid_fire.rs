@@ -82,7 +82,15 @@ impl Detector for RapidFire {
     const KEY: KeyKind = KeyKind::Card;
     type State = RapidFireState;
 
+    fn creates_state(&self, tx: &Transaction) -> bool {
+        tx.is_swipe()
+    }
+
     fn observe(&self, state: &mut RapidFireState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // Refunds, admissions and discharges are not swipes (DESIGN §12).
+        if !tx.is_swipe() {
+            return;
+        }
         let mark = Mark {
             ts: tx.ts,
             id: tx.event_id.clone(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{positive, ConfigError};
 use crate::detector::{heap_block, stable_hash32, Cooldown, Detector, Emitter, Finding};
-use crate::model::{Action, EventId, EventTime, KeyKind, Millis, Outcome, Severity, Transaction};
+use crate::model::{Action, EventId, EventTime, KeyKind, Millis, Severity, Transaction};
 
 /// `[detectors.terminal_pin_probe]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,12 +112,6 @@ pub struct TerminalPinProbeState {
     cooldown: Cooldown,
 }
 
-/// A PIN attempt: a card-present credential (DESIGN §12) that was approved or declined for a
-/// wrong PIN. Nothing else moves the terminal's share.
-fn is_pin_attempt(tx: &Transaction) -> bool {
-    tx.outcome == Outcome::Approved || tx.is_bad_pin()
-}
-
 impl TerminalPinProbe {
     /// Forgets what fell out of (now − window, now].
     fn expire_window(&self, state: &mut TerminalPinProbeState, now: EventTime) {
@@ -153,7 +147,8 @@ impl Detector for TerminalPinProbe {
 
     fn observe(&self, state: &mut TerminalPinProbeState, tx: &Transaction, emit: &mut Emitter<'_>) {
         self.expire_window(state, tx.ts);
-        if !is_pin_attempt(tx) {
+        // Only PIN attempts (DESIGN §12) move the terminal's share.
+        if !tx.is_pin_attempt() {
             return;
         }
         if tx.is_bad_pin() {
@@ -205,7 +200,7 @@ impl Detector for TerminalPinProbe {
     }
 
     fn creates_state(&self, tx: &Transaction) -> bool {
-        is_pin_attempt(tx)
+        tx.is_pin_attempt()
     }
 
     fn expires_after(&self) -> Millis {

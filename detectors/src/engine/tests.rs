@@ -129,8 +129,8 @@ fn a_card_without_pin_trouble_holds_no_pin_state_and_quiet_keys_are_dropped() {
     let live: Vec<usize> = stage.stores.iter().map(|s| s.live()).collect();
     // failed_pin and pin_success hold the one wrong PIN; rapid_fire both swipes; travel none
     // (no coordinates); off_pattern none (no approved swipe folded for "probed", one for
-    // "ordinary").
-    assert_eq!(live, [1, 1, 2, 0, 1]);
+    // "ordinary"); card_lock the one wrong PIN of its run.
+    assert_eq!(live, [1, 1, 2, 0, 1, 1]);
     let only_rapid = EngineConfig {
         detectors: cfg(0)
             .detectors

@@ -89,9 +89,9 @@ struct CardState {
     off_pattern: OffPatternState,
 }
 
-/// The format-1 event layout.
+/// The event layout of formats 1 and 2 (format 3 added the settlement fields).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct TransactionV1 {
+pub(super) struct TransactionV1 {
     event_id: EventId,
     ts: EventTime,
     card_id: CardId,
@@ -129,6 +129,7 @@ impl From<TransactionV1> for Transaction {
             channel: t.channel,
             outcome: t.outcome,
             decline_reason: t.decline_reason,
+            settlement: None,
             label: t.label,
             meta: t.meta,
         }

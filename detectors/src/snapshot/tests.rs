@@ -184,6 +184,7 @@ fn a_stage_or_detector_not_running_now_is_reported_and_skipped() {
     assert_eq!(
         skipped,
         [
+            ("card_lock".into(), DiscardReason::NotRunning),
             ("impossible_travel".into(), DiscardReason::NotRunning),
             ("off_pattern".into(), DiscardReason::NotRunning),
             (

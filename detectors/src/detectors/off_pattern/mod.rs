@@ -317,6 +317,10 @@ impl Detector for OffPattern {
     type State = OffPatternState;
 
     fn observe(&self, state: &mut OffPatternState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // Refunds, admissions and discharges are not swipes (DESIGN §12).
+        if !tx.is_swipe() {
+            return;
+        }
         let obs = self.observation(tx);
         let profile = &mut state.profile;
         let mut learned = obs.log_amount;
@@ -400,7 +404,7 @@ impl Detector for OffPattern {
     }
 
     fn creates_state(&self, tx: &Transaction) -> bool {
-        tx.outcome == Outcome::Approved
+        tx.is_swipe() && tx.outcome == Outcome::Approved
     }
 
     fn horizon(&self) -> Millis {
