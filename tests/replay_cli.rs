@@ -57,7 +57,7 @@ fn simulate(dir: &Path, name: &str, args: &[&str]) -> std::path::PathBuf {
 }
 
 /// Scenario label → the detector meant to find it.
-const MEANT_FOR: [(&str, &str); 8] = [
+const MEANT_FOR: [(&str, &str); 9] = [
     ("pin_guessing", "failed_pin"),
     ("pin_guess_success", "pin_success_after_failures"),
     ("rapid_fire", "rapid_fire"),
@@ -66,6 +66,7 @@ const MEANT_FOR: [(&str, &str); 8] = [
     ("non_medical", "off_pattern"),
     ("lent_card", "off_pattern"),
     ("locked_card_used", "card_lock"),
+    ("resold_drug", "trace_code_resettled"),
 ];
 
 #[test]
@@ -175,7 +176,13 @@ fn a_population_without_those_scenarios_raises_no_pin_or_rapid_fire_alert() {
         .arg(&events)
         .current_dir(dir.path()));
     let by = detectors_of(&alerts);
-    for d in ["failed_pin", "pin_success_after_failures", "rapid_fire"] {
+    // Nor is a box: split-pack sales repeat codes, and returned boxes are sold again.
+    for d in [
+        "failed_pin",
+        "pin_success_after_failures",
+        "rapid_fire",
+        "trace_code_resettled",
+    ] {
         assert_eq!(
             by.get(d),
             None,

@@ -15,6 +15,7 @@ use crate::detectors::off_pattern::OffPatternConfig;
 use crate::detectors::pin_success::PinSuccessConfig;
 use crate::detectors::rapid_fire::RapidFireConfig;
 use crate::detectors::terminal_pin_probe::TerminalPinProbeConfig;
+use crate::detectors::trace_code_resettled::TraceCodeResettledConfig;
 use crate::model::{DetectorName, KeyKind, Millis};
 
 /// A configuration value the engine cannot run with.
@@ -55,6 +56,7 @@ pub struct DetectorsConfig {
     pub off_pattern: OffPatternConfig,
     pub terminal_pin_probe: TerminalPinProbeConfig,
     pub card_lock: CardLockConfig,
+    pub trace_code_resettled: TraceCodeResettledConfig,
 }
 
 impl DetectorsConfig {

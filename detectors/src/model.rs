@@ -435,6 +435,7 @@ wire_enum!(
         VerifyCardholder = "verify_cardholder",
         Review = "review",
         InspectTerminal = "inspect_terminal",
+        InvestigateResale = "investigate_resale",
     }
 );
 

@@ -17,6 +17,7 @@ use crate::detectors::off_pattern::OffPattern;
 use crate::detectors::pin_success::PinSuccess;
 use crate::detectors::rapid_fire::RapidFire;
 use crate::detectors::terminal_pin_probe::TerminalPinProbe;
+use crate::detectors::trace_code_resettled::TraceCodeResettled;
 use crate::model::{DetectorName, KeyKind};
 use crate::store::{DetectorStore, Stored};
 
@@ -79,6 +80,7 @@ pub static REGISTRY: &[Registration] = &[
     detector!(TerminalPinProbe, terminal_pin_probe),
     // After the other card detectors: it reacts to their alerts on the same event.
     detector!(CardLock, card_lock),
+    detector!(TraceCodeResettled, trace_code_resettled),
 ];
 
 const _: () = assert!(REGISTRY.len() <= MAX_DETECTORS);

@@ -69,7 +69,19 @@ pub fn for_each_key(kind: KeyKind, tx: &Transaction, mut f: impl FnMut(&str)) {
                 f(account)
             }
         }
-        KeyKind::TraceCode => {}
+        // Every code of an item that is not sold in parts (DESIGN §12), once per event, in the
+        // order the event names them.
+        KeyKind::TraceCode => {
+            let mut seen: Vec<&str> = Vec::new();
+            for item in tx.items().iter().filter(|i| !i.split) {
+                for code in &item.trace_codes {
+                    if !seen.contains(&code.as_str()) {
+                        seen.push(code);
+                        f(code);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -140,6 +140,13 @@ impl TxBuilder {
         });
         self
     }
+    /// Marks every item as sold out of an opened box (`split`).
+    pub fn split_items(mut self) -> Self {
+        for item in &mut self.settlement().items {
+            item.split = true;
+        }
+        self
+    }
     pub fn label(mut self, l: &str) -> Self {
         self.0.label = Some(l.into());
         self
@@ -255,6 +262,12 @@ pub fn mix(detector: &str) -> Mix {
             bad_pin: 0.5,
             max_gap: 6 * 3_600_000,
             long_gap: 0.05,
+            ..base
+        },
+        // Few codes, many settlements and refunds: codes are settled again and returned.
+        "trace_code_resettled" => Mix {
+            settlement: 0.8,
+            max_gap: 6 * 3_600_000,
             ..base
         },
         "terminal_pin_probe" => Mix {

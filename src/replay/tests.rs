@@ -370,7 +370,7 @@ fn the_stage_thread_count_changes_nothing_in_the_output() {
     for (i, line) in lines.iter().enumerate() {
         writeln!(f, "{line}").unwrap();
         if i % 1500 == 1499 {
-            // A duplicate now, and an hour-old straggler: refused by both stages.
+            // A duplicate now, and an hour-old straggler: refused by every stage.
             writeln!(f, "{line}").unwrap();
             writeln!(f, "{}", lines[i - 1400]).unwrap();
         }
@@ -400,10 +400,14 @@ fn the_stage_thread_count_changes_nothing_in_the_output() {
         .collect();
     assert_eq!(
         subjects.into_iter().collect::<Vec<_>>(),
-        ["card", "terminal"],
-        "both stages alert"
+        ["card", "terminal", "trace_code"],
+        "every stage alerts"
     );
-    assert_eq!(summary.stages, [KeyKind::Card, KeyKind::Terminal]);
+    assert_eq!(
+        summary.stages,
+        [KeyKind::Card, KeyKind::Terminal, KeyKind::TraceCode]
+    );
+    // Every event has a card and a terminal; only pharmacy purchases have a code.
     for kind in [KeyKind::Card, KeyKind::Terminal] {
         let c = summary.counts.stage(kind);
         assert!(c.late > 0 && c.duplicates > 0, "{kind}: {c:?}");

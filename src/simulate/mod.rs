@@ -7,6 +7,7 @@
 //! output is sorted by (event time, event id): the same arguments give byte-identical output
 //! on any machine.
 
+pub mod boxes;
 pub mod places;
 pub mod population;
 pub mod scenarios;
@@ -106,6 +107,25 @@ pub fn simulate(opts: &SimOptions, out: &mut dyn Write) -> io::Result<SimStats> 
         card_ids: &card_ids,
         home_cities: &home_cities,
     };
+    // Boxes for the pharmacy purchases, then what happens to some of them afterwards.
+    boxes::stock(&mut events);
+    if opts.scenarios.contains(&Scenario::ResoldDrug) {
+        let count = boxes::incidents(opts.cards, opts.fraud_share);
+        let before = events.len();
+        let resold = boxes::incidents_into(&mut events, &roster, opts.seed, count, true);
+        if resold > 0 {
+            let entry = stats
+                .scenarios
+                .entry(Scenario::ResoldDrug.label())
+                .or_default();
+            entry.0 += resold;
+            entry.1 += 2 * (events.len() - before) as u64;
+        }
+    }
+    if !opts.scenarios.is_empty() {
+        let count = boxes::incidents(opts.cards, opts.fraud_share);
+        boxes::incidents_into(&mut events, &roster, opts.seed, count, false);
+    }
     if opts.scenarios.contains(&Scenario::TerminalPinProbe) {
         let count = terminals::incidents(opts.cards, opts.fraud_share);
         let (mut probes, victims) =

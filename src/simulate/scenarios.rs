@@ -13,6 +13,7 @@
 //! | `cash_out_split` | the subtler cash-out: 3–5 pharmacy purchases of 4–8 times the card's usual over two or three days, at its usual pharmacy and hours | `off_pattern` |
 //! | `lent_card_local` | the subtler lent card: a relative in another city buys at pharmacies (the holder's usual kind) by day, 2–3 times the usual amount | `off_pattern` |
 //! | `terminal_pin_probe` | one terminal, one wrong PIN on each of many cards (see `terminals`) | `terminal_pin_probe` |
+//! | `resold_drug` | a box bought on one person's insurance is settled again elsewhere by another (see `boxes`) | `trace_code_resettled` |
 //! | `locked_card_used` | a thief tries PINs on a stolen card over a day or two (never three within `failed_pin`'s ten minutes), the card locks, and a pharmacy whose terminal ignores the lock approves a large purchase within hours | `card_lock` |
 //!
 //! Their legitimate near misses live in the population: a holder's own wrong PIN now and then,
@@ -39,10 +40,12 @@ pub enum Scenario {
     /// Many cards at one terminal: drawn per run, not per card (`super::terminals`).
     TerminalPinProbe,
     LockedCardUsed,
+    /// A box settled again elsewhere: drawn per run (`super::boxes`).
+    ResoldDrug,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::PinGuessing,
         Scenario::PinGuessSuccess,
         Scenario::RapidFire,
@@ -54,11 +57,12 @@ impl Scenario {
         Scenario::LentCardLocal,
         Scenario::TerminalPinProbe,
         Scenario::LockedCardUsed,
+        Scenario::ResoldDrug,
     ];
 
     /// Whether the scenario happens to one card at a time (else it is drawn per run).
     pub fn per_card(self) -> bool {
-        self != Scenario::TerminalPinProbe
+        !matches!(self, Scenario::TerminalPinProbe | Scenario::ResoldDrug)
     }
 
     /// The label its events carry.
@@ -75,6 +79,7 @@ impl Scenario {
             Scenario::LentCardLocal => "lent_card_local",
             Scenario::TerminalPinProbe => super::terminals::PROBE,
             Scenario::LockedCardUsed => "locked_card_used",
+            Scenario::ResoldDrug => super::boxes::RESOLD,
         }
     }
 
@@ -96,6 +101,7 @@ impl Scenario {
             | Scenario::LentCardLocal => "off_pattern",
             Scenario::TerminalPinProbe => "terminal_pin_probe",
             Scenario::LockedCardUsed => "card_lock",
+            Scenario::ResoldDrug => "trace_code_resettled",
         }
     }
 
@@ -132,8 +138,8 @@ pub fn inject(card: &mut Card, scenario: Scenario, start: i64, days: u32, rng: &
     let random_time =
         |rng: &mut ChaCha8Rng| start + rng.random_range(DAY..(end - start).max(DAY + 1));
     match scenario {
-        // Drawn per run (`super::terminals`), never injected into one card.
-        Scenario::TerminalPinProbe => {}
+        // Drawn per run (`super::terminals`, `super::boxes`), never injected into one card.
+        Scenario::TerminalPinProbe | Scenario::ResoldDrug => {}
         Scenario::CashOutSplit => {
             let t = after_history(card, 12, start, rng);
             let m = card.usual[MerchantKind::Pharmacy.index()][0].clone();

@@ -7,3 +7,4 @@ pub mod off_pattern;
 pub mod pin_success;
 pub mod rapid_fire;
 pub mod terminal_pin_probe;
+pub mod trace_code_resettled;

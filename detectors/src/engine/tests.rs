@@ -149,7 +149,10 @@ fn a_card_without_pin_trouble_holds_no_pin_state_and_quiet_keys_are_dropped() {
 fn every_detector_lands_in_the_stage_of_its_key() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let kinds: Vec<KeyKind> = engine.stages().iter().map(|s| s.kind()).collect();
-    assert_eq!(kinds, [KeyKind::Card, KeyKind::Terminal]);
+    assert_eq!(
+        kinds,
+        [KeyKind::Card, KeyKind::Terminal, KeyKind::TraceCode]
+    );
     for stage in engine.stages() {
         for store in &stage.stores {
             assert_eq!(store.name().key(), stage.kind());

@@ -113,6 +113,12 @@ fn a_bumped_detector_version_discards_only_its_section() {
             .terminal("t1")
             .geo(31.2, 121.4);
         let b = if i % 3 == 0 { b.bad_pin() } else { b };
+        // Every fourth a pharmacy sale with a box's traceability code.
+        let b = if i % 4 == 1 {
+            b.item("drug", 30, &[&format!("81{i}")])
+        } else {
+            b
+        };
         engine.admit(b.build(), &mut out);
     }
     let live = |e: &Engine| -> Vec<(String, usize)> {
@@ -123,7 +129,7 @@ fn a_bumped_detector_version_discards_only_its_section() {
     };
     let before = live(&engine);
     assert!(before.iter().all(|(_, n)| *n > 0), "{before:?}");
-    for detector in ["off_pattern", "terminal_pin_probe"] {
+    for detector in ["off_pattern", "terminal_pin_probe", "trace_code_resettled"] {
         let bytes = with_section_version(&engine, detector, 99);
         let restored = Engine::restore(EngineConfig::default(), &bytes).unwrap();
         assert_eq!(
@@ -192,6 +198,7 @@ fn a_stage_or_detector_not_running_now_is_reported_and_skipped() {
                 DiscardReason::NotRunning
             ),
             ("terminal_pin_probe".into(), DiscardReason::NotRunning),
+            ("trace_code_resettled".into(), DiscardReason::NotRunning),
         ]
     );
     let kept: Vec<(String, usize)> = restored.engine.stages[0]

@@ -1,0 +1,74 @@
+//! Bytes per remembered traceability code (issue 16: ≤ 64 B per code with its first
+//! settlement): `trace_code_resettled` alone, every settlement naming one new box, as a
+//! pharmacy's year of sales would. A report, not a timing: `cargo bench --bench trace_codes
+//! [-- CODES]` (default 1M; BENCHMARKS.md quotes 10M) prints the engine's accounting, the split
+//! by part and the peak RSS growth per code.
+
+use std::time::Duration;
+
+// Only its peak-RSS reader is needed here.
+#[allow(dead_code)]
+#[path = "support/steady_cards.rs"]
+mod steady_cards;
+
+use steady_cards::peak_rss;
+use swipeguard_detectors::testing::tx;
+use swipeguard_detectors::{DetectorName, Engine, EngineConfig, KeyKind, MaxTrackedKeys, Output};
+
+fn main() {
+    let codes: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rss_before = peak_rss().unwrap_or(0);
+    let mut cfg = EngineConfig {
+        allowed_lateness: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    cfg.detectors = cfg
+        .detectors
+        .only(&[DetectorName::named("trace_code_resettled")]);
+    cfg.max_tracked_keys = MaxTrackedKeys {
+        trace_code: codes + 1,
+        ..cfg.max_tracked_keys
+    };
+    let mut engine = Engine::new(cfg).unwrap();
+    let mut out = Output::default();
+    let t0 = 1_767_196_800_000i64;
+    for i in 0..codes {
+        // A realistic id (20 characters) and a 20-digit code, one box per settlement, a few
+        // seconds apart: about a city's pharmacies for a year at 10M.
+        let e = tx(&format!("s{:019}", i), t0 + i as i64 * 3_000)
+            .card(&format!("c{}", i % 100_000))
+            .item(
+                "XA10BAA001",
+                30,
+                &[&format!(
+                    "8{:019}",
+                    i.wrapping_mul(2_654_435_761) % 10_000_000_000_000_000_000
+                )],
+            )
+            .build();
+        engine.admit(e, &mut out);
+        out.alerts.clear();
+    }
+    let stage = engine
+        .stages()
+        .iter()
+        .find(|s| s.kind() == KeyKind::TraceCode)
+        .expect("the trace_code stage runs");
+    let (held, _) = stage.held();
+    let (keys, parts) = stage.bytes_by_part();
+    let rss = peak_rss().unwrap_or(0).saturating_sub(rss_before);
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(d, b)| format!("{d}={}", b / held.max(1)))
+        .collect();
+    println!(
+        "trace_codes/{codes}: held={held} engine_bytes_per_code={} (keys={} {}) peak_rss_delta_bytes_per_code={}",
+        (keys + stage.bytes_by_part().1.iter().map(|(_, b)| b).sum::<usize>()) / held.max(1),
+        keys / held.max(1),
+        parts.join(" "),
+        rss / held.max(1),
+    );
+}
