@@ -451,7 +451,7 @@ fn settlement(
     raw: RawSettlement<'_>,
     outcome: Outcome,
     limits: &DecodeLimits,
-) -> Result<Option<Box<Settlement>>, Rejected> {
+) -> Result<Option<std::sync::Arc<Settlement>>, Rejected> {
     let event_type = match word("event_type", raw.event_type)? {
         None => EventType::Settlement,
         Some(t) => EventType::parse(&t).ok_or_else(|| bad_value("event_type"))?,
@@ -483,7 +483,7 @@ fn settlement(
         diagnosis,
         items,
     };
-    Ok((settlement != Settlement::default()).then(|| Box::new(settlement)))
+    Ok((settlement != Settlement::default()).then(|| std::sync::Arc::new(settlement)))
 }
 
 /// The line items: an array of objects, each with a `code`.

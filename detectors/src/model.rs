@@ -300,8 +300,8 @@ pub struct Transaction {
     pub outcome: Outcome,
     pub decline_reason: Option<DeclineReason>,
     /// The 医保 settlement fields (DESIGN §12); `None` for a plain swipe, which then costs one
-    /// pointer.
-    pub settlement: Option<Box<crate::settlement::Settlement>>,
+    /// pointer. Shared, not owned: every stage that buffers the event holds the same fields.
+    pub settlement: Option<std::sync::Arc<crate::settlement::Settlement>>,
     /// Ground truth for scoring a replay. Detectors never read it.
     pub label: Option<Text>,
     /// Where and when the shell got the event (wall clock, for latency metrics). Detectors

@@ -165,7 +165,7 @@ mod tests {
             t.outcome = outcome;
             let mut s = Settlement::default();
             f(&mut s);
-            t.settlement = Some(Box::new(s));
+            t.settlement = Some(std::sync::Arc::new(s));
             t
         };
         assert!(with(&|s| s.cert_type = Some(CertType::Card), Outcome::Approved).is_pin_attempt());

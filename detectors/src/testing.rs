@@ -100,7 +100,7 @@ impl TxBuilder {
         self
     }
     fn settlement(&mut self) -> &mut Settlement {
-        self.0.settlement.get_or_insert_with(Default::default)
+        std::sync::Arc::make_mut(self.0.settlement.get_or_insert_with(Default::default))
     }
     pub fn person(mut self, account: &str) -> Self {
         self.0.account_id = Some(account.into());

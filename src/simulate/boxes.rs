@@ -64,7 +64,7 @@ pub fn stock(events: &mut [Transaction]) {
         } else {
             format!("8{:019}", (h >> 1) % 10_000_000_000_000_000_000)
         };
-        e.settlement = Some(Box::new(Settlement {
+        e.settlement = Some(std::sync::Arc::new(Settlement {
             visit_type: Some(VisitType::Pharmacy),
             cert_type: Some(CertType::Card),
             items: vec![Item {
