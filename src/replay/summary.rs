@@ -8,6 +8,9 @@ use swipeguard_detectors::{Counts, DetectorName, KeyKind, RejectReason, Severity
 
 use super::scoring::LabelReport;
 
+/// From this share of late rows on, the summary suggests `--sort`.
+pub const LATE_HINT_SHARE: f64 = 0.1;
+
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub files: Vec<String>,
@@ -54,6 +57,20 @@ impl Summary {
             .filter(|(r, _)| !matches!(r, RejectReason::Late | RejectReason::Duplicate))
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// When a large share of the rows came out late, the input is most likely not in time order
+    /// (an export sorted by card or by institution): say so and what to do.
+    pub fn order_hint(&self) -> Option<String> {
+        let first = self.stages.first().copied().unwrap_or(KeyKind::Card);
+        let late = self.counts.stage(first).late;
+        let share = late as f64 / self.rows.max(1) as f64;
+        (share >= LATE_HINT_SHARE).then(|| {
+            format!(
+                "  note: {:.0}% of the rows came out late: the input is not in time order (sorted by card or institution?); replay it with --sort, or raise --allowed-lateness",
+                share * 100.0
+            )
+        })
     }
 
     /// Keys tracked at the end by the stage of `kind`.
@@ -113,6 +130,9 @@ impl fmt::Display for Summary {
             thousands(lead.duplicates),
             thousands(self.invalid())
         )?;
+        if let Some(hint) = self.order_hint() {
+            writeln!(f, "{hint}")?;
+        }
         if self.stages.len() > 1 {
             let mut line = String::from("  stages:");
             for kind in &self.stages {

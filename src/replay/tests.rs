@@ -180,12 +180,19 @@ fn sort_puts_a_shuffled_file_back_in_order() {
         s1.counts.stage(KeyKind::Card).late > 0,
         "a shuffled file without --sort has late rows"
     );
+    // The summary says why and what to do.
+    let said = s1.to_string();
+    assert!(
+        said.contains("not in time order") && said.contains("--sort"),
+        "{said}"
+    );
     assert_ne!(ordered, unsorted);
     let (sorted, s2) = run(&ReplayOptions {
         sort: true,
         ..opts(vec![shuffled], &rejects)
     });
     assert_eq!(s2.counts.stage(KeyKind::Card).late, 0);
+    assert!(s2.order_hint().is_none() && !s2.to_string().contains("--sort"));
     // Ties in event time keep file order under a stable sort; release order is (time, id), so
     // the alerts are the same.
     assert_eq!(ordered, sorted);
