@@ -136,11 +136,15 @@ impl Transaction {
         self.event_type() == EventType::Settlement && self.outcome != Outcome::Refunded
     }
 
-    /// A PIN attempt (DESIGN §12): a swipe with the PIN-protected card (or no credential named)
-    /// that was approved or declined for a wrong PIN. Nothing else moves a PIN count.
+    /// A swipe with the PIN-protected card (or no credential named): a use of the card.
+    pub fn uses_card(&self) -> bool {
+        self.is_swipe() && matches!(self.cert_type(), None | Some(CertType::Card))
+    }
+
+    /// A PIN attempt (DESIGN §12): a use of the card that was approved or declined for a wrong
+    /// PIN. Nothing else moves a PIN count.
     pub fn is_pin_attempt(&self) -> bool {
-        self.is_swipe()
-            && matches!(self.cert_type(), None | Some(CertType::Card))
+        self.uses_card()
             && (self.outcome == Outcome::Approved
                 || self.decline_reason == Some(DeclineReason::BadPin))
     }

@@ -298,7 +298,7 @@ impl Detector for CardLock {
 
     fn observe(&self, state: &mut CardLockState, tx: &Transaction, emit: &mut Emitter<'_>) {
         self.expire_at(state, tx.ts);
-        if tx.is_swipe() && card_cert(tx) {
+        if tx.uses_card() {
             if state.lock.is_some() {
                 self.used_while_locked(state, tx, emit);
             } else if tx.is_pin_attempt() {
@@ -339,14 +339,6 @@ impl Detector for CardLock {
             + heap_block(state.others.capacity() * std::mem::size_of::<Other>())
             + state.lock.as_ref().map_or(0, |l| l.cause.heap_share())
     }
-}
-
-/// The swipe used the PIN-protected card (or named no credential).
-fn card_cert(tx: &Transaction) -> bool {
-    matches!(
-        tx.cert_type(),
-        None | Some(crate::settlement::CertType::Card)
-    )
 }
 
 #[cfg(test)]
