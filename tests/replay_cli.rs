@@ -36,6 +36,11 @@ fn replay_with_no_file_replays_the_bundled_sample_and_every_detector_fires() {
         "rapid_fire",
         "impossible_travel",
         "off_pattern",
+        "terminal_pin_probe",
+        "card_lock",
+        "trace_code_resettled",
+        "early_refill",
+        "settle_during_stay",
     ] {
         assert!(
             by.get(d).copied().unwrap_or(0) > 0,
@@ -57,7 +62,7 @@ fn simulate(dir: &Path, name: &str, args: &[&str]) -> std::path::PathBuf {
 }
 
 /// Scenario label → the detector meant to find it.
-const MEANT_FOR: [(&str, &str); 9] = [
+const MEANT_FOR: [(&str, &str); 11] = [
     ("pin_guessing", "failed_pin"),
     ("pin_guess_success", "pin_success_after_failures"),
     ("rapid_fire", "rapid_fire"),
@@ -67,6 +72,8 @@ const MEANT_FOR: [(&str, &str); 9] = [
     ("lent_card", "off_pattern"),
     ("locked_card_used", "card_lock"),
     ("resold_drug", "trace_code_resettled"),
+    ("refill_elsewhere", "early_refill"),
+    ("pharmacy_during_stay", "settle_during_stay"),
 ];
 
 #[test]
@@ -182,6 +189,8 @@ fn a_population_without_those_scenarios_raises_no_pin_or_rapid_fire_alert() {
         "pin_success_after_failures",
         "rapid_fire",
         "trace_code_resettled",
+        // Legitimate stays fall where their person settles nothing.
+        "settle_during_stay",
     ] {
         assert_eq!(
             by.get(d),

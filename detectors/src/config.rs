@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::card_lock::CardLockConfig;
+use crate::detectors::early_refill::EarlyRefillConfig;
 use crate::detectors::failed_pin::FailedPinConfig;
 use crate::detectors::impossible_travel::ImpossibleTravelConfig;
 use crate::detectors::off_pattern::OffPatternConfig;
 use crate::detectors::pin_success::PinSuccessConfig;
 use crate::detectors::rapid_fire::RapidFireConfig;
+use crate::detectors::settle_during_stay::SettleDuringStayConfig;
 use crate::detectors::terminal_pin_probe::TerminalPinProbeConfig;
 use crate::detectors::trace_code_resettled::TraceCodeResettledConfig;
 use crate::model::{DetectorName, KeyKind, Millis};
@@ -57,6 +59,8 @@ pub struct DetectorsConfig {
     pub terminal_pin_probe: TerminalPinProbeConfig,
     pub card_lock: CardLockConfig,
     pub trace_code_resettled: TraceCodeResettledConfig,
+    pub early_refill: EarlyRefillConfig,
+    pub settle_during_stay: SettleDuringStayConfig,
 }
 
 impl DetectorsConfig {

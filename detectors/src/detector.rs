@@ -91,6 +91,11 @@ impl Default for Cooldown {
 }
 
 impl Cooldown {
+    /// A quiet period that ends (exclusively) at `end`.
+    pub fn until(end: EventTime) -> Cooldown {
+        Cooldown(end)
+    }
+
     /// True while `now` falls inside the quiet period (its end is exclusive).
     pub fn holds(self, now: EventTime) -> bool {
         now < self.0

@@ -436,6 +436,7 @@ wire_enum!(
         Review = "review",
         InspectTerminal = "inspect_terminal",
         InvestigateResale = "investigate_resale",
+        InvestigateStay = "investigate_stay",
     }
 );
 

@@ -11,11 +11,13 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConfigError, DetectorsConfig};
 use crate::detector::Detector;
 use crate::detectors::card_lock::CardLock;
+use crate::detectors::early_refill::EarlyRefill;
 use crate::detectors::failed_pin::FailedPin;
 use crate::detectors::impossible_travel::ImpossibleTravel;
 use crate::detectors::off_pattern::OffPattern;
 use crate::detectors::pin_success::PinSuccess;
 use crate::detectors::rapid_fire::RapidFire;
+use crate::detectors::settle_during_stay::SettleDuringStay;
 use crate::detectors::terminal_pin_probe::TerminalPinProbe;
 use crate::detectors::trace_code_resettled::TraceCodeResettled;
 use crate::model::{DetectorName, KeyKind};
@@ -81,6 +83,8 @@ pub static REGISTRY: &[Registration] = &[
     // After the other card detectors: it reacts to their alerts on the same event.
     detector!(CardLock, card_lock),
     detector!(TraceCodeResettled, trace_code_resettled),
+    detector!(EarlyRefill, early_refill),
+    detector!(SettleDuringStay, settle_during_stay),
 ];
 
 const _: () = assert!(REGISTRY.len() <= MAX_DETECTORS);

@@ -140,6 +140,20 @@ impl TxBuilder {
         });
         self
     }
+    /// Puts the last item in supply group `g`.
+    pub fn group(mut self, g: &str) -> Self {
+        if let Some(item) = self.settlement().items.last_mut() {
+            item.group = Some(g.into());
+        }
+        self
+    }
+    /// Takes the last item's days of supply away.
+    pub fn no_supply(mut self) -> Self {
+        if let Some(item) = self.settlement().items.last_mut() {
+            item.days_supply = None;
+        }
+        self
+    }
     /// Marks every item as sold out of an opened box (`split`).
     pub fn split_items(mut self) -> Self {
         for item in &mut self.settlement().items {
@@ -270,6 +284,14 @@ pub fn mix(detector: &str) -> Mix {
             max_gap: 6 * 3_600_000,
             ..base
         },
+        // Purchases of a few drugs by a few people hours apart: supplies overlap, refunds return
+        // days; admissions and discharges open and close stays around them.
+        "early_refill" | "settle_during_stay" => Mix {
+            settlement: 0.8,
+            max_gap: 12 * 3_600_000,
+            long_gap: 0.05,
+            ..base
+        },
         "terminal_pin_probe" => Mix {
             cards: 9,
             len: 200,
@@ -281,6 +303,14 @@ pub fn mix(detector: &str) -> Mix {
         _ => base,
     }
 }
+
+/// The visit types of generated purchases: the ones `settle_during_stay` counts and not.
+const VISITS: [VisitType; 4] = [
+    VisitType::Pharmacy,
+    VisitType::Outpatient,
+    VisitType::Chronic,
+    VisitType::Emergency,
+];
 
 const CITIES: [(f64, f64, &str); 4] = [
     (39.9042, 116.4074, "110101"),
@@ -361,10 +391,10 @@ fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)
                         1 => b.stay(EventType::Admission, &person, &stay),
                         2 => b.stay(EventType::Discharge, &person, &stay),
                         3 => b.cert(CertType::EVoucher),
-                        _ => {
-                            b.person(&person)
-                                .item(&format!("d{code}"), 30, &[&format!("t{code}")])
-                        }
+                        _ => b
+                            .person(&person)
+                            .visit(VISITS[code as usize % VISITS.len()])
+                            .item(&format!("d{code}"), 30, &[&format!("t{code}")]),
                     };
                 }
                 (b.build(), jitter)

@@ -407,23 +407,28 @@ fn the_stage_thread_count_changes_nothing_in_the_output() {
         .collect();
     assert_eq!(
         subjects.into_iter().collect::<Vec<_>>(),
-        ["card", "terminal", "trace_code"],
+        ["account", "card", "terminal", "trace_code"],
         "every stage alerts"
     );
     assert_eq!(
         summary.stages,
-        [KeyKind::Card, KeyKind::Terminal, KeyKind::TraceCode]
+        [
+            KeyKind::Card,
+            KeyKind::Terminal,
+            KeyKind::Account,
+            KeyKind::TraceCode
+        ]
     );
     // Every event has a card and a terminal; only pharmacy purchases have a code.
     for kind in [KeyKind::Card, KeyKind::Terminal] {
         let c = summary.counts.stage(kind);
         assert!(c.late > 0 && c.duplicates > 0, "{kind}: {c:?}");
     }
-    // A row both stages refuse is one line naming both.
+    // A row several stages refuse is one line naming them all.
     assert!(
         rejected
             .lines()
-            .any(|l| l.contains(r#""detail":"card, terminal stage""#)),
+            .any(|l| l.contains(r#""detail":"card, terminal, account stage""#)),
         "{rejected}"
     );
     for (other_alerts, other_rejected, other) in &outputs[1..] {

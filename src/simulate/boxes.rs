@@ -26,7 +26,7 @@ use super::terminals::Roster;
 pub const RESOLD: &str = "resold_drug";
 
 /// (catalogue code, group, days of supply of one box).
-const CATALOGUE: [(&str, &str, u32); 8] = [
+pub(super) const CATALOGUE: [(&str, &str, u32); 8] = [
     ("XA10BAA001", "metformin", 30),
     ("XC09CAA002", "losartan", 28),
     ("XC10AAA005", "atorvastatin", 28),
@@ -37,7 +37,7 @@ const CATALOGUE: [(&str, &str, u32); 8] = [
     ("XC08CAA01", "amlodipine", 30),
 ];
 
-fn fnv64(s: &str) -> u64 {
+pub(super) fn fnv64(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

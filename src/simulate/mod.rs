@@ -11,6 +11,8 @@ pub mod boxes;
 pub mod places;
 pub mod population;
 pub mod scenarios;
+pub mod stays;
+pub mod supply;
 pub mod terminals;
 
 use std::collections::BTreeMap;
@@ -109,6 +111,7 @@ pub fn simulate(opts: &SimOptions, out: &mut dyn Write) -> io::Result<SimStats> 
     };
     // Boxes for the pharmacy purchases, then what happens to some of them afterwards.
     boxes::stock(&mut events);
+    supply::reconcile(&mut events);
     if opts.scenarios.contains(&Scenario::ResoldDrug) {
         let count = boxes::incidents(opts.cards, opts.fraud_share);
         let before = events.len();
@@ -149,6 +152,35 @@ pub fn simulate(opts: &SimOptions, out: &mut dyn Write) -> io::Result<SimStats> 
             opts.days,
             count,
         ));
+    }
+    if opts.scenarios.contains(&Scenario::RefillElsewhere) {
+        let count = boxes::incidents(opts.cards, opts.fraud_share);
+        let n = supply::incidents_into(&mut events, &roster, opts.seed, count);
+        if n > 0 {
+            let entry = stats
+                .scenarios
+                .entry(Scenario::RefillElsewhere.label())
+                .or_default();
+            entry.0 += n;
+            entry.1 += n;
+        }
+    }
+    // Stays last: a legitimate one falls where its person does nothing at all.
+    if opts.scenarios.contains(&Scenario::PharmacyDuringStay) {
+        let count = boxes::incidents(opts.cards, opts.fraud_share);
+        let n = stays::incidents_into(&mut events, &roster, opts.seed, count);
+        if n > 0 {
+            let entry = stats
+                .scenarios
+                .entry(Scenario::PharmacyDuringStay.label())
+                .or_default();
+            entry.0 += n;
+            entry.1 += 2 * n;
+        }
+    }
+    if !opts.scenarios.is_empty() {
+        let count = 2 * boxes::incidents(opts.cards, opts.fraud_share);
+        stays::legit_into(&mut events, &roster, opts.seed, count);
     }
     events.sort_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
     stats.events = events.len() as u64;

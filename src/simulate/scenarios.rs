@@ -14,6 +14,8 @@
 //! | `lent_card_local` | the subtler lent card: a relative in another city buys at pharmacies (the holder's usual kind) by day, 2–3 times the usual amount | `off_pattern` |
 //! | `terminal_pin_probe` | one terminal, one wrong PIN on each of many cards (see `terminals`) | `terminal_pin_probe` |
 //! | `resold_drug` | a box bought on one person's insurance is settled again elsewhere by another (see `boxes`) | `trace_code_resettled` |
+//! | `refill_elsewhere` | a drug bought again at another pharmacy days before the last supply ran out (see `supply`) | `early_refill` |
+//! | `pharmacy_during_stay` | a pharmacy purchase in the middle of a hospital stay (see `stays`) | `settle_during_stay` |
 //! | `locked_card_used` | a thief tries PINs on a stolen card over a day or two (never three within `failed_pin`'s ten minutes), the card locks, and a pharmacy whose terminal ignores the lock approves a large purchase within hours | `card_lock` |
 //!
 //! Their legitimate near misses live in the population: a holder's own wrong PIN now and then,
@@ -42,10 +44,14 @@ pub enum Scenario {
     LockedCardUsed,
     /// A box settled again elsewhere: drawn per run (`super::boxes`).
     ResoldDrug,
+    /// A drug bought again elsewhere long before its supply ran out: per run (`super::supply`).
+    RefillElsewhere,
+    /// A pharmacy purchase during a hospital stay: per run (`super::stays`).
+    PharmacyDuringStay,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::PinGuessing,
         Scenario::PinGuessSuccess,
         Scenario::RapidFire,
@@ -58,11 +64,19 @@ impl Scenario {
         Scenario::TerminalPinProbe,
         Scenario::LockedCardUsed,
         Scenario::ResoldDrug,
+        Scenario::RefillElsewhere,
+        Scenario::PharmacyDuringStay,
     ];
 
     /// Whether the scenario happens to one card at a time (else it is drawn per run).
     pub fn per_card(self) -> bool {
-        !matches!(self, Scenario::TerminalPinProbe | Scenario::ResoldDrug)
+        !matches!(
+            self,
+            Scenario::TerminalPinProbe
+                | Scenario::ResoldDrug
+                | Scenario::RefillElsewhere
+                | Scenario::PharmacyDuringStay
+        )
     }
 
     /// The label its events carry.
@@ -80,6 +94,8 @@ impl Scenario {
             Scenario::TerminalPinProbe => super::terminals::PROBE,
             Scenario::LockedCardUsed => "locked_card_used",
             Scenario::ResoldDrug => super::boxes::RESOLD,
+            Scenario::RefillElsewhere => super::supply::REFILL_ELSEWHERE,
+            Scenario::PharmacyDuringStay => super::stays::DURING_STAY,
         }
     }
 
@@ -102,6 +118,8 @@ impl Scenario {
             Scenario::TerminalPinProbe => "terminal_pin_probe",
             Scenario::LockedCardUsed => "card_lock",
             Scenario::ResoldDrug => "trace_code_resettled",
+            Scenario::RefillElsewhere => "early_refill",
+            Scenario::PharmacyDuringStay => "settle_during_stay",
         }
     }
 
@@ -139,7 +157,10 @@ pub fn inject(card: &mut Card, scenario: Scenario, start: i64, days: u32, rng: &
         |rng: &mut ChaCha8Rng| start + rng.random_range(DAY..(end - start).max(DAY + 1));
     match scenario {
         // Drawn per run (`super::terminals`, `super::boxes`), never injected into one card.
-        Scenario::TerminalPinProbe | Scenario::ResoldDrug => {}
+        Scenario::TerminalPinProbe
+        | Scenario::ResoldDrug
+        | Scenario::RefillElsewhere
+        | Scenario::PharmacyDuringStay => {}
         Scenario::CashOutSplit => {
             let t = after_history(card, 12, start, rng);
             let m = card.usual[MerchantKind::Pharmacy.index()][0].clone();

@@ -151,7 +151,12 @@ fn every_detector_lands_in_the_stage_of_its_key() {
     let kinds: Vec<KeyKind> = engine.stages().iter().map(|s| s.kind()).collect();
     assert_eq!(
         kinds,
-        [KeyKind::Card, KeyKind::Terminal, KeyKind::TraceCode]
+        [
+            KeyKind::Card,
+            KeyKind::Terminal,
+            KeyKind::Account,
+            KeyKind::TraceCode
+        ]
     );
     for stage in engine.stages() {
         for store in &stage.stores {

@@ -113,9 +113,14 @@ fn a_bumped_detector_version_discards_only_its_section() {
             .terminal("t1")
             .geo(31.2, 121.4);
         let b = if i % 3 == 0 { b.bad_pin() } else { b };
-        // Every fourth a pharmacy sale with a box's traceability code.
+        // Every fourth a pharmacy sale with a box's traceability code, by one of two people,
+        // one of whom is in hospital.
         let b = if i % 4 == 1 {
             b.item("drug", 30, &[&format!("81{i}")])
+                .person(&format!("p{}", i % 2))
+                .visit(crate::settlement::VisitType::Pharmacy)
+        } else if i == 2 {
+            b.stay(crate::settlement::EventType::Admission, "p1", "v1")
         } else {
             b
         };
@@ -129,7 +134,13 @@ fn a_bumped_detector_version_discards_only_its_section() {
     };
     let before = live(&engine);
     assert!(before.iter().all(|(_, n)| *n > 0), "{before:?}");
-    for detector in ["off_pattern", "terminal_pin_probe", "trace_code_resettled"] {
+    for detector in [
+        "off_pattern",
+        "terminal_pin_probe",
+        "trace_code_resettled",
+        "early_refill",
+        "settle_during_stay",
+    ] {
         let bytes = with_section_version(&engine, detector, 99);
         let restored = Engine::restore(EngineConfig::default(), &bytes).unwrap();
         assert_eq!(
@@ -191,12 +202,14 @@ fn a_stage_or_detector_not_running_now_is_reported_and_skipped() {
         skipped,
         [
             ("card_lock".into(), DiscardReason::NotRunning),
+            ("early_refill".into(), DiscardReason::NotRunning),
             ("impossible_travel".into(), DiscardReason::NotRunning),
             ("off_pattern".into(), DiscardReason::NotRunning),
             (
                 "pin_success_after_failures".into(),
                 DiscardReason::NotRunning
             ),
+            ("settle_during_stay".into(), DiscardReason::NotRunning),
             ("terminal_pin_probe".into(), DiscardReason::NotRunning),
             ("trace_code_resettled".into(), DiscardReason::NotRunning),
         ]
