@@ -26,6 +26,7 @@ pub struct Metrics {
     pub late_after_idle: IntCounter,
     pub alerts: IntCounterVec,
     pub alerts_suppressed: IntCounterVec,
+    pub alerts_withheld: IntCounterVec,
     pub event_time_lag: GaugeVec,
     pub batch_duration: Histogram,
     pub event_to_alert: HistogramVec,
@@ -86,6 +87,7 @@ pub const NAMES: &[&str] = &[
     "swipeguard_consumed_messages_total",
     "swipeguard_in_flight_records",
     "swipeguard_state_discarded_total",
+    "swipeguard_alerts_withheld_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -319,6 +321,12 @@ impl Metrics {
                 "Detector state sections of a restored snapshot that were not loaded (their detector started empty), by detector and reason: version, config, not_running, corrupt.",
                 &["detector", "reason"],
             )?,
+            alerts_withheld: counter_vec(
+                &r,
+                NAMES[31],
+                "Alerts withheld because their detector went over its max_alerts_per_hour budget, by detector.",
+                &["detector"],
+            )?,
             registry: r,
         };
         m.touch_label_sets();
@@ -336,6 +344,7 @@ impl Metrics {
         }
         for d in DetectorName::all() {
             self.alerts_suppressed.with_label_values(&[d.as_str()]);
+            self.alerts_withheld.with_label_values(&[d.as_str()]);
             for reason in DiscardReason::ALL {
                 self.state_discarded
                     .with_label_values(&[d.as_str(), reason.as_str()]);
@@ -390,6 +399,9 @@ impl Metrics {
             self.alerts_suppressed
                 .with_label_values(&[d.as_str()])
                 .inc_by(c.suppressed[d.index()]);
+            self.alerts_withheld
+                .with_label_values(&[d.as_str()])
+                .inc_by(c.withheld[d.index()]);
         }
         let (idle, capacity) = c.stages.iter().fold((0, 0), |(i, k), s| {
             (i + s.evicted_idle, k + s.evicted_capacity)

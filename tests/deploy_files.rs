@@ -162,7 +162,7 @@ fn every_rule_has_a_firing_and_a_quiet_unit_test() {
         }
     }
     let alerts = alert_names();
-    assert_eq!(alerts.len(), 9, "{alerts:?}");
+    assert_eq!(alerts.len(), 10, "{alerts:?}");
     for alert in &alerts {
         let (fires, quiet) = cases.get(alert).copied().unwrap_or_default();
         assert!(fires > 0, "{RULES_TEST}: no case where {alert} fires");

@@ -323,3 +323,45 @@ fn a_format_2_snapshot_restores_whole_and_continues_the_same() {
         .collect();
     assert_eq!(actual, expected.lines().collect::<Vec<_>>());
 }
+
+/// A snapshot written by the build before alert budgets (format 3, from the first half of the
+/// sample bundled then, which has a case for every one of its ten detectors): it restores with
+/// no section discarded, and the second half gives byte for byte the alerts that build gave.
+#[test]
+fn a_format_3_snapshot_restores_whole_and_continues_the_same() {
+    let bytes = std::fs::read(fixtures().join("v3/engine-v3.snapshot")).unwrap();
+    let gz = std::fs::read(fixtures().join("v3/sample.jsonl.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let restored = Engine::restore(EngineConfig::default(), &bytes).unwrap();
+    assert_eq!(restored.format, 3);
+    assert_eq!(restored.position as usize, lines.len() / 2);
+    assert!(restored.discarded.is_empty(), "{:?}", restored.discarded);
+    assert!(!restored.config_changed);
+    let mut engine = restored.engine;
+    let after = encode(&alerts_for(
+        &mut engine,
+        &lines[lines.len() / 2..].join("\n"),
+    ));
+    let expected =
+        std::fs::read_to_string(fixtures().join("v3/engine-v3.after.alerts.jsonl")).unwrap();
+    let detectors: std::collections::BTreeSet<&str> = expected
+        .lines()
+        .map(|l| {
+            l.split(r#""detector":""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(detectors.len(), 10, "{detectors:?}");
+    assert_eq!(
+        after.lines().collect::<Vec<_>>(),
+        expected.lines().collect::<Vec<_>>()
+    );
+}

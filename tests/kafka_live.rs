@@ -103,3 +103,63 @@ fn replay_equals_live_and_bad_messages_go_to_the_dead_letter_topic() {
         );
     }
 }
+
+/// Alert budgets (DESIGN §14) are in event time and per partition: on a one-partition topic
+/// the daemon withholds exactly what replay withholds, with the same `budget_exceeded` alerts.
+#[test]
+fn alert_budgets_withhold_the_same_live_as_in_replay() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = DaemonSetup::new(&broker.bootstrap(), "budget");
+    setup.extra.push_str(
+        "\n[detectors.off_pattern]\nmax_alerts_per_hour = 1\n\n[detectors.card_lock]\nmax_alerts_per_hour = 1\n",
+    );
+    setup.topics(1);
+    let lines = simulate(800, 20, 12);
+    produce_lines(&broker.bootstrap(), &setup.swipes, &lines);
+    let config = setup.write(dir.path());
+    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "daemon not ready: {}",
+        daemon.log_text()
+    );
+    let processed = || {
+        daemon
+            .metric(r#"swipeguard_events_total{result="processed"}"#)
+            .unwrap_or(0.0) as usize
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || processed() >= lines.len()),
+        "processed {} of {}: {}",
+        processed(),
+        lines.len(),
+        daemon.log_text()
+    );
+    assert!(
+        daemon.wait_drained(Duration::from_secs(90)),
+        "not drained: {}",
+        daemon.log_text()
+    );
+    let expected = by_id(replay_lines(dir.path(), &lines, Some(&config)));
+    let notices = expected
+        .values()
+        .filter(|a| a.contains(r#""reason":"budget_exceeded""#))
+        .count();
+    assert!(notices >= 2, "the budgets never ran out: {notices} notices");
+    let live = by_id(
+        read_topic(&broker.bootstrap(), &setup.alerts)
+            .into_iter()
+            .map(|r| r.payload),
+    );
+    assert_eq!(
+        live.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "alert id sets differ"
+    );
+    assert_eq!(live, expected, "alert bodies differ");
+    let withheld = daemon
+        .metric(r#"swipeguard_alerts_withheld_total{detector="off_pattern"}"#)
+        .unwrap_or(0.0);
+    assert!(withheld >= 1.0, "withheld {withheld}");
+}

@@ -6,6 +6,7 @@
 //! the events it takes. Within one call the alerts leave stage by stage. Replay runs the same
 //! stages on threads of their own ([`Engine::into_stages`]); the daemon runs them here.
 
+use crate::budget::{BudgetState, Budgets};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -77,6 +78,8 @@ pub struct Counts {
     pub alerts: PerDetector,
     /// Alerts withheld by a cool-down, by [`DetectorName::index`].
     pub suppressed: PerDetector,
+    /// Alerts withheld by the detector's alert budget, by [`DetectorName::index`].
+    pub withheld: PerDetector,
 }
 
 impl Counts {
@@ -95,6 +98,7 @@ impl Counts {
         for i in 0..MAX_DETECTORS {
             self.alerts[i] += other.alerts[i];
             self.suppressed[i] += other.suppressed[i];
+            self.withheld[i] += other.withheld[i];
         }
     }
 }
@@ -182,13 +186,29 @@ impl Engine {
         let versions = Arc::new(versions(&config.detectors));
         let lateness = Millis::from_duration(config.allowed_lateness);
         let mut by_kind: Vec<Vec<Box<dyn Stored>>> = vec![Vec::new(); KeyKind::COUNT];
+        let mut budgets: Vec<Budgets> = vec![Budgets::default(); KeyKind::COUNT];
         for (i, r) in REGISTRY.iter().enumerate() {
             if (r.enabled)(&config.detectors) {
-                by_kind[r.key.index()].push((r.build)(&config.detectors, DetectorName::at(i))?);
+                let name = DetectorName::at(i);
+                by_kind[r.key.index()].push((r.build)(&config.detectors, name)?);
+                match (r.budget)(&config.detectors) {
+                    Some(0) => {
+                        return Err(ConfigError::new(
+                            format!("detectors.{}.max_alerts_per_hour", r.name),
+                            "must be at least 1 (leave it out for no budget)",
+                        ))
+                    }
+                    Some(limit) => {
+                        budgets[r.key.index()]
+                            .entries
+                            .push((name, limit, BudgetState::default()))
+                    }
+                    None => {}
+                }
             }
         }
         let mut stages = Vec::new();
-        for (kind, stores) in KeyKind::ALL.iter().zip(by_kind) {
+        for ((kind, stores), budgets) in KeyKind::ALL.iter().zip(by_kind).zip(budgets) {
             if stores.is_empty() {
                 continue;
             }
@@ -202,7 +222,9 @@ impl Engine {
                 ));
             }
             let max = config.max_tracked(*kind)?;
-            stages.push(Stage::new(*kind, lateness, max, stores, versions.clone()));
+            let mut stage = Stage::new(*kind, lateness, max, stores, versions.clone());
+            stage.budgets = budgets;
+            stages.push(stage);
         }
         Ok(Engine { config, stages })
     }

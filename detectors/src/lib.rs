@@ -19,6 +19,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod budget;
 mod chunked;
 pub mod config;
 pub mod detector;

@@ -36,8 +36,12 @@ pub struct Registration {
     /// Switches it on or off in a configuration.
     pub set_enabled: fn(&mut DetectorsConfig, bool),
     /// SHA-256 of its table's canonical encoding: `detector_version` and the snapshot
-    /// section's fingerprint.
+    /// section's fingerprint. The alert budget is left out: it gates output, not state.
     pub config_digest: fn(&DetectorsConfig) -> [u8; 32],
+    /// Its `max_alerts_per_hour` (DESIGN §14), if any.
+    pub budget: fn(&DetectorsConfig) -> Option<u32>,
+    /// Sets its `max_alerts_per_hour` in a configuration.
+    pub set_budget: fn(&mut DetectorsConfig, Option<u32>),
     /// Builds it from its table (checking every value) with an empty store.
     pub(crate) build: Build,
 }
@@ -64,7 +68,13 @@ macro_rules! detector {
             version: <$ty as Detector>::VERSION,
             enabled: |c| c.$field.enabled,
             set_enabled: |c, on| c.$field.enabled = on,
-            config_digest: |c| digest(&c.$field),
+            config_digest: |c| {
+                let mut table = c.$field.clone();
+                table.max_alerts_per_hour = None;
+                digest(&table)
+            },
+            budget: |c| c.$field.max_alerts_per_hour,
+            set_budget: |c, b| c.$field.max_alerts_per_hour = b,
             build: |c, name| {
                 let key = concat!("detectors.", stringify!($field));
                 Ok(store(c.$field.build(key)?, name))

@@ -6,7 +6,9 @@
 //! configuration, then per stage its key kind, watermark, last released event, clock, reorder
 //! buffer (a shutdown keeps buffered events there instead of releasing them), its keys in
 //! least-to-most-recently-seen order, and one **section per detector**: name, `VERSION`, a
-//! fingerprint of the detector's configuration table, and its states as opaque bytes.
+//! fingerprint of the detector's configuration table, and its states as opaque bytes. After the
+//! body (format 4) comes a second postcard value with the stages' alert budgets (DESIGN §14);
+//! a snapshot without it (format 3) restores with every budget's hour empty.
 //!
 //! On restore a section whose name, version and fingerprint match a detector of the same stage
 //! is loaded; any other section is skipped, its detector starts empty, and [`Restored::discarded`]
@@ -19,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::BudgetState;
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{config_fingerprint, detector_fingerprint, Engine};
 use crate::keys::EMPTY;
@@ -31,9 +34,16 @@ mod legacy_v1;
 
 const MAGIC: &[u8; 4] = b"SGSN";
 /// Bumped whenever the body's layout changes; older layouts are converted (see `legacy_v1`),
-/// unknown ones refused, never misread. Format 3 added the settlement fields (DESIGN §12) to the
-/// buffered events; format 2 differs only there.
-pub const FORMAT_VERSION: u16 = 3;
+/// unknown ones refused, never misread. Format 4 appended the alert budgets after the body;
+/// format 3 added the settlement fields (DESIGN §12) to the buffered events; format 2 differs
+/// only there.
+pub const FORMAT_VERSION: u16 = 4;
+
+/// What format 4 appends after the body: per stage kind, its detectors' budget states.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Extras {
+    budgets: Vec<(KeyKind, Vec<(String, BudgetState)>)>,
+}
 
 /// Why a snapshot could not be restored. The daemon then starts the partition afresh.
 #[derive(Debug, thiserror::Error)]
@@ -230,8 +240,16 @@ impl Engine {
         let mut out = Vec::with_capacity(64 + self.state_size().bytes / 2);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let extras = Extras {
+            budgets: self
+                .stages
+                .iter()
+                .filter(|s| !s.budgets.is_empty())
+                .map(|s| (s.kind, s.budgets.states()))
+                .collect(),
+        };
         // Encoding plain data into a Vec cannot fail; an empty body would be refused on restore.
-        match postcard::to_extend(&body, out) {
+        match postcard::to_extend(&body, out).and_then(|out| postcard::to_extend(&extras, out)) {
             Ok(v) => v,
             Err(_) => MAGIC.to_vec(),
         }
@@ -246,8 +264,14 @@ impl Engine {
         let format = u16::from_le_bytes([version[0], version[1]]);
         let _sharing = crate::intern::Interning::begin();
         let converted;
+        let mut extras = Extras::default();
         let body: Body<'_> = match format {
-            FORMAT_VERSION => postcard::from_bytes(body)?,
+            FORMAT_VERSION => {
+                let (body, rest) = postcard::take_from_bytes(body)?;
+                extras = postcard::from_bytes(rest)?;
+                body
+            }
+            3 => postcard::from_bytes(body)?,
             2 => postcard::from_bytes::<Body<'_, legacy_v1::TransactionV1>>(body)?.into_current(),
             1 => {
                 converted = legacy_v1::convert(body, &config)?;
@@ -268,6 +292,11 @@ impl Engine {
                     detector: s.name.to_string(),
                     reason: DiscardReason::NotRunning,
                 })),
+            }
+        }
+        for (kind, states) in extras.budgets {
+            if let Some(stage) = engine.stages.iter_mut().find(|s| s.kind == kind) {
+                stage.budgets.restore(states);
             }
         }
         Ok(Restored {

@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use crate::budget::Budgets;
 use crate::detector::{Emitter, Versions};
 use crate::engine::{Admission, Output, Refusal};
 use crate::keys::{KeyTable, Slot, EMPTY};
@@ -57,6 +58,8 @@ pub struct Stage {
     released: u64,
     /// Record per-event scores in the output (for a report).
     record_scores: bool,
+    /// The alert budgets of the stage's detectors (DESIGN §14).
+    pub(crate) budgets: Budgets,
 }
 
 /// Calls `f` with each key of `kind` the event carries.
@@ -120,6 +123,7 @@ impl Stage {
             versions,
             released: 0,
             record_scores: false,
+            budgets: Budgets::default(),
         }
     }
 
@@ -286,7 +290,10 @@ impl Stage {
         }
         out.counts.stage_mut(self.kind).released += 1;
         let kind = self.kind;
+        let first_alert = out.alerts.len();
         for_each_key(kind, &tx, |key| self.observe(key, &tx, out));
+        self.budgets
+            .gate(&mut out.alerts, first_alert, &mut out.counts);
         self.last_released = Some((tx.ts, tx.event_id));
     }
 

@@ -455,6 +455,32 @@ pub fn proptest_all_detectors() {
     check_properties(EngineConfig::default(), m, "all detectors");
 }
 
+/// Every detector enabled, each with an alert budget of `per_hour`.
+pub fn config_with_budgets(per_hour: u32) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    for r in crate::registry::REGISTRY {
+        (r.set_budget)(&mut cfg.detectors, Some(per_hour));
+    }
+    cfg
+}
+
+/// The harness with every detector on a tight alert budget: withholding is as deterministic,
+/// order-independent and snapshot-proof as detection.
+pub fn proptest_all_detectors_with_budgets() {
+    let m = Mix {
+        cards: 6,
+        len: 200,
+        max_gap: 600_000,
+        long_gap: 0.01,
+        bad_pin: 0.4,
+        geo: 0.6,
+        habit: 0.5,
+        merchants: 4,
+        settlement: 0.3,
+    };
+    check_properties(config_with_budgets(2), m, "all detectors, budgets");
+}
+
 fn check_properties(cfg: EngineConfig, m: Mix, detector: &str) {
     let lateness = cfg.allowed_lateness.as_millis() as i64;
     let fired = Cell::new(0u32);

@@ -165,14 +165,19 @@ impl fmt::Display for Summary {
                 })
                 .collect();
             let suppressed = c.suppressed[d.index()];
-            if !by.is_empty() || suppressed > 0 {
-                writeln!(
+            let withheld = c.withheld[d.index()];
+            if !by.is_empty() || suppressed > 0 || withheld > 0 {
+                write!(
                     f,
                     "    {:<28} {:<32} suppressed {}",
                     d.as_str(),
                     by.join(", "),
                     thousands(suppressed)
                 )?;
+                if withheld > 0 {
+                    write!(f, "  withheld by budget {}", thousands(withheld))?;
+                }
+                writeln!(f)?;
             }
         }
         let (idle, capacity) = c.stages.iter().fold((0, 0), |(i, k), s| {

@@ -37,6 +37,10 @@ use crate::model::{
 pub struct CardLockConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Consecutive wrong PINs that lock the card.
     pub max_failures: u32,
     /// How long a PIN lock lasts (event time).
@@ -60,6 +64,7 @@ impl Default for CardLockConfig {
     fn default() -> Self {
         CardLockConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             max_failures: 3,
             lock_for: Duration::from_secs(24 * 3600),
             abnormal_alerts: 2,

@@ -43,6 +43,10 @@ const DAY_MS: i64 = 86_400_000;
 pub struct EarlyRefillConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// A refill is early when the earlier supply ends more than this after it.
     #[serde(with = "humantime_serde")]
     pub tolerance: Duration,
@@ -62,6 +66,7 @@ impl Default for EarlyRefillConfig {
     fn default() -> Self {
         EarlyRefillConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             tolerance: Duration::from_secs(3 * 86_400),
             chronic_tolerance: Duration::from_secs(7 * 86_400),
             cooldown: Duration::from_secs(86_400),

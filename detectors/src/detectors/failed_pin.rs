@@ -19,6 +19,10 @@ use crate::window::{Mark, Recent};
 pub struct FailedPinConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Wrong-PIN declines needed within `window` to fire.
     pub min_failures: u32,
     /// Sliding event-time window the failures must fall in.
@@ -36,6 +40,7 @@ impl Default for FailedPinConfig {
     fn default() -> Self {
         FailedPinConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             min_failures: 3,
             window: Duration::from_secs(10 * 60),
             lock_for: Duration::from_secs(24 * 3600),

@@ -21,6 +21,10 @@ use crate::model::{Action, EventId, EventTime, GeoPoint, KeyKind, Millis, Severi
 pub struct ImpossibleTravelConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Implied ground speed above which two swipes cannot be the same card (km/h).
     pub max_speed_kmh: f64,
     /// Swipes closer than this never fire, whatever the speed (km); absorbs geocoding noise.
@@ -34,6 +38,7 @@ impl Default for ImpossibleTravelConfig {
     fn default() -> Self {
         ImpossibleTravelConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             max_speed_kmh: 900.0,
             min_distance_km: 50.0,
             cooldown: Duration::from_secs(3600),

@@ -20,6 +20,10 @@ use crate::window::{Mark, Recent};
 pub struct PinSuccessConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Wrong-PIN declines that must precede the approval within `window`.
     pub min_failures: u32,
     /// Event-time window from the oldest counted failure to the approval.
@@ -34,6 +38,7 @@ impl Default for PinSuccessConfig {
     fn default() -> Self {
         PinSuccessConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             min_failures: 2,
             window: Duration::from_secs(10 * 60),
             cooldown: Duration::from_secs(10 * 60),

@@ -18,6 +18,10 @@ use crate::window::{Mark, Recent};
 pub struct RapidFireConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Swipes needed within `window` to fire.
     pub min_swipes: u32,
     /// Sliding event-time window the swipes must fall in.
@@ -32,6 +36,7 @@ impl Default for RapidFireConfig {
     fn default() -> Self {
         RapidFireConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             min_swipes: 5,
             window: Duration::from_secs(60),
             cooldown: Duration::from_secs(10 * 60),

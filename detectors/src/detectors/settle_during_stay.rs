@@ -40,6 +40,10 @@ pub const MAX_STAYS: usize = 8;
 pub struct SettleDuringStayConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// A stay with no discharge is forgotten this long after its admission.
     #[serde(with = "humantime_serde")]
     pub max_stay: Duration,
@@ -49,6 +53,7 @@ impl Default for SettleDuringStayConfig {
     fn default() -> Self {
         SettleDuringStayConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             max_stay: Duration::from_secs(180 * 86_400),
         }
     }

@@ -26,6 +26,10 @@ use crate::model::{Action, EventId, EventTime, KeyKind, Millis, Severity, Transa
 pub struct TerminalPinProbeConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Distinct cards with a wrong PIN at the terminal within `window` needed to fire.
     pub min_cards: u32,
     /// Sliding event-time window, (t − window, t].
@@ -44,6 +48,7 @@ impl Default for TerminalPinProbeConfig {
     fn default() -> Self {
         TerminalPinProbeConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             min_cards: 5,
             window: Duration::from_secs(10 * 60),
             min_failure_share: 0.5,

@@ -28,6 +28,10 @@ use crate::settlement::EventType;
 pub struct TraceCodeResettledConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// How long a code is remembered after its last event.
     #[serde(with = "humantime_serde")]
     pub horizon: Duration,
@@ -37,6 +41,7 @@ impl Default for TraceCodeResettledConfig {
     fn default() -> Self {
         TraceCodeResettledConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             horizon: Duration::from_secs(400 * 86_400),
         }
     }

@@ -100,6 +100,7 @@ fn with_section_version(engine: &Engine, detector: &str, version: u32) -> Vec<u8
     assert!(found, "no section for {detector}");
     let mut out = bytes[..6].to_vec();
     out.extend(postcard::to_allocvec(&body).unwrap());
+    out.extend(postcard::to_allocvec(&super::Extras::default()).unwrap());
     out
 }
 
@@ -238,6 +239,7 @@ fn a_corrupt_section_is_discarded_alone() {
     section.states = Block(std::borrow::Cow::Owned(vec![0xff, 0xff, 0xff]));
     let mut bad = bytes[..6].to_vec();
     bad.extend(postcard::to_allocvec(&body).unwrap());
+    bad.extend(postcard::to_allocvec(&super::Extras::default()).unwrap());
     let restored = Engine::restore(prompt(), &bad).unwrap();
     assert_eq!(
         restored.discarded,

@@ -34,6 +34,10 @@ impl PerKind {
 pub struct OffPatternConfig {
     /// Run this detector.
     pub enabled: bool,
+    /// Most alerts per hour of event time, per partition; beyond it alerts are withheld and
+    /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_alerts_per_hour: Option<u32>,
     /// Approved swipes a card needs in its profile before its swipes are scored.
     pub min_history: u32,
     /// Event time over which a swipe's weight in the profile halves.
@@ -86,6 +90,7 @@ impl Default for OffPatternConfig {
     fn default() -> Self {
         OffPatternConfig {
             enabled: true,
+            max_alerts_per_hour: None,
             min_history: 10,
             half_life: Duration::from_secs(30 * 86_400),
             horizon: Duration::from_secs(90 * 86_400),
