@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// Replay historical logs through the detection engine (no FILE: the bundled sample).
     Replay(ReplayArgs),
+    /// Replay once under two configurations and compare their alerts (DESIGN §14).
+    Diff(DiffArgs),
     /// Generate labelled synthetic swipes, with injected fraud scenarios.
     Simulate(SimulateArgs),
     /// Validate a configuration file and print the effective configuration (secrets masked).
@@ -55,6 +57,39 @@ pub enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Input files, as for `replay` (no FILE: the bundled sample).
+    pub files: Vec<PathBuf>,
+    /// The two configurations, A then B: `--config A.toml --config B.toml`.
+    #[arg(long = "config", required = true, num_args = 1)]
+    pub configs: Vec<PathBuf>,
+    /// Mapping file (TOML) from the export's columns to event fields.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Sort all rows by event time (stable) before detection.
+    #[arg(long)]
+    pub sort: bool,
+    /// Write the alerts only one side raised (JSONL, each with `"side":"a"` or `"b"`) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write rejected rows here [default: swipeguard-rejects.jsonl, created only if needed].
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Write the comparison as an HTML page (index.html) into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Input format instead of detecting it.
+    #[arg(long, value_parser = ["jsonl", "csv"])]
+    pub format: Option<String>,
+    /// CSV delimiter instead of detecting it (`,` `|` `;` or `tab`).
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]

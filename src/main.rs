@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use swipeguard::cli::{Cli, Command, ReplayArgs, SimulateArgs};
+use swipeguard::cli::{Cli, Command, DiffArgs, ReplayArgs, SimulateArgs};
 use swipeguard::config::Config;
 use swipeguard::replay::input::Format;
 use swipeguard::replay::{replay, ReplayOptions};
@@ -98,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Replay(args) => run_replay(args),
+        Command::Diff(args) => run_diff(args),
         Command::Simulate(args) => run_simulate(args),
         Command::CheckConfig { file } => {
             let config = Config::load(Some(&file))
@@ -150,14 +151,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         config.detectors = config.detectors.only(&keep);
     }
     config.validate().context("invalid configuration")?;
-    let format = match (args.format.as_deref(), args.delimiter.as_deref()) {
-        (Some("jsonl"), _) => Some(Format::Jsonl),
-        (_, Some(d)) => Some(Format::Csv {
-            delimiter: parse_delimiter(d)?,
-        }),
-        (Some("csv"), None) => None.or(Some(Format::Csv { delimiter: b',' })),
-        _ => None,
-    };
+    let format = forced_format(args.format.as_deref(), args.delimiter.as_deref())?;
     let opts = ReplayOptions {
         files: args.files,
         mapping: args.mapping,
@@ -173,6 +167,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             .as_deref()
             .map(swipeguard::replay::sweep::Sweep::parse)
             .transpose()?,
+        compare: None,
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(
@@ -190,6 +185,66 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_diff(args: DiffArgs) -> Result<()> {
+    let [a, b] = args.configs.as_slice() else {
+        bail!(
+            "diff takes exactly two configurations (--config A.toml --config B.toml), not {}",
+            args.configs.len()
+        );
+    };
+    let load = |p: &std::path::Path| {
+        Config::load(Some(p))
+            .with_context(|| format!("{} is not a valid configuration", p.display()))
+    };
+    let (config_a, config_b) = (load(a)?, load(b)?);
+    let format = forced_format(args.format.as_deref(), args.delimiter.as_deref())?;
+    let opts = ReplayOptions {
+        files: args.files,
+        mapping: args.mapping,
+        format,
+        sort: args.sort,
+        rejects: args.rejects,
+        progress: !args.no_progress,
+        ..ReplayOptions::default()
+    };
+    let names = (a.display().to_string(), b.display().to_string());
+    let (d, sides) =
+        swipeguard::replay::diff::diff(&config_a, &config_b, (&names.0, &names.1), &opts)?;
+    print!("{d}");
+    if let Some(path) = &args.out {
+        let mut out = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        swipeguard::replay::diff::write_differing(&sides, &mut out)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(dir) = &args.report {
+        swipeguard::replay::diff::write_report(dir, &d)?;
+        eprintln!(
+            "report written to {}",
+            dir.join(swipeguard::replay::report::PAGE).display()
+        );
+    }
+    eprintln!(
+        "replayed {} rows once under both configurations in {:.2} s",
+        d.summary.rows,
+        d.summary.wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--format` / `--delimiter` as a forced input format.
+fn forced_format(format: Option<&str>, delimiter: Option<&str>) -> Result<Option<Format>> {
+    Ok(match (format, delimiter) {
+        (Some("jsonl"), _) => Some(Format::Jsonl),
+        (_, Some(d)) => Some(Format::Csv {
+            delimiter: parse_delimiter(d)?,
+        }),
+        (Some("csv"), None) => Some(Format::Csv { delimiter: b',' }),
+        _ => None,
+    })
 }
 
 fn parse_delimiter(d: &str) -> Result<u8> {

@@ -9,6 +9,7 @@
 //! stops the replay. A bad mapping does, before any row is read.
 
 pub mod convert;
+pub mod diff;
 pub mod input;
 mod linecap;
 pub mod mapping;
@@ -59,6 +60,9 @@ pub struct ReplayOptions {
     pub stage_threads: usize,
     /// Score every value of one numeric detector key in the same pass.
     pub sweep: Option<sweep::Sweep>,
+    /// Run a second configuration's engine beside the replay's own in the same pass, its
+    /// alerts collected rather than written (`swipeguard diff`).
+    pub compare: Option<swipeguard_detectors::EngineConfig>,
 }
 
 /// Why a replay stopped.
@@ -138,6 +142,22 @@ pub fn replay(
     opts: &ReplayOptions,
     alerts_out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
+    run(config, opts, alerts_out).map(|r| r.summary)
+}
+
+/// What one pass produced: the summary, the labels (and the own alerts scored against them),
+/// and, with [`ReplayOptions::compare`], both sides' alerts.
+pub(crate) struct Run {
+    pub summary: Summary,
+    pub scoring: Scoring,
+    pub sides: Option<diff::Sides>,
+}
+
+pub(crate) fn run(
+    config: &Config,
+    opts: &ReplayOptions,
+    alerts_out: &mut dyn Write,
+) -> Result<Run, ReplayError> {
     let started = Instant::now();
     let mapping = opts.mapping.as_deref().map(MappingFile::load).transpose()?;
     let engine = Engine::new(config.engine_config())?;
@@ -156,6 +176,8 @@ pub fn replay(
         own_stages: 0,
         points: Vec::new(),
         point_of: Vec::new(),
+        sides: None,
+        compare_stages: 0,
     };
     sink.summary.stages = engine.stages().iter().map(|s| s.kind()).collect();
     sink.summary.alert_p_value = config.detectors.off_pattern.alert_p_value;
@@ -173,6 +195,13 @@ pub fn replay(
             }
             sink.points.push(sweep::Point::new(value));
         }
+    }
+    if let Some(cfg) = &opts.compare {
+        for stage in Engine::new(cfg.clone())?.into_stages() {
+            sink.compare_stages += 1;
+            stages.push(stage);
+        }
+        sink.sides = Some(diff::Sides::default());
     }
     sink.own_stages = own;
     let workers = stages::workers(opts.stage_threads, stages.len());
@@ -251,6 +280,7 @@ pub fn replay(
         mut rejects,
         alerts_out,
         points,
+        sides,
         ..
     } = sink;
     if let Some(sw) = &opts.sweep {
@@ -274,7 +304,11 @@ pub fn replay(
     if let Some(dir) = &opts.report {
         report::write(dir, &summary, &scoring).map_err(io_err(dir.display().to_string()))?;
     }
-    Ok(summary)
+    Ok(Run {
+        summary,
+        scoring,
+        sides,
+    })
 }
 
 /// Where the stages' outputs go: alerts out, refusals to the rejects file, counts and labels
@@ -290,6 +324,9 @@ struct Sink<'a> {
     points: Vec<sweep::Point>,
     /// The point of each sweep stage (by its position after the own stages).
     point_of: Vec<usize>,
+    /// Both sides' alerts when comparing; the compared engine's stages follow the own ones.
+    sides: Option<diff::Sides>,
+    compare_stages: usize,
 }
 
 impl Sink<'_> {
@@ -307,7 +344,7 @@ impl Sink<'_> {
     /// order. A row refused by several stages for one reason is one line of the rejects file
     /// naming the stages, and one reject in the summary.
     fn write(&mut self, outputs: Vec<stages::StageOutput>) -> Result<(), ReplayError> {
-        let per_job = (self.own_stages + self.point_of.len()).max(1);
+        let per_job = (self.own_stages + self.point_of.len() + self.compare_stages).max(1);
         let mut outputs = outputs.into_iter().peekable();
         while outputs.peek().is_some() {
             let job: Vec<stages::StageOutput> = outputs.by_ref().take(per_job).collect();
@@ -323,6 +360,11 @@ impl Sink<'_> {
             .unwrap_or_else(|| std::sync::Arc::from("?"));
         let mut refused: Vec<(u64, RejectReason, KeyKind, Transaction)> = Vec::new();
         for mut out in job {
+            if let (true, Some(sides)) = (out.stage >= self.own_stages, self.sides.as_mut()) {
+                // The compared configuration: collected, never written.
+                sides.b.append(&mut out.output.alerts);
+                continue;
+            }
             if out.stage >= self.own_stages {
                 // A sweep point: scored, never written.
                 let point = self.point_of[out.stage - self.own_stages];
@@ -337,6 +379,9 @@ impl Sink<'_> {
             self.summary.counts.add(&out.output.counts);
             for score in out.output.scores.drain(..) {
                 self.scoring.record_score(&score);
+            }
+            if let Some(sides) = self.sides.as_mut() {
+                sides.a.extend(out.output.alerts.iter().cloned());
             }
             flush_alerts(
                 &mut out.output,
