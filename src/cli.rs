@@ -142,6 +142,10 @@ pub struct ReplayArgs {
     /// the report (the alerts written are those of the configuration as given).
     #[arg(long)]
     pub sweep: Option<String>,
+    /// Apply another configuration file after POSITION input rows, as a daemon reloaded on
+    /// SIGHUP did at that snapshot position (it logs the position): `POSITION=FILE`, repeatable.
+    #[arg(long = "reconfigure-at", value_name = "POSITION=FILE")]
+    pub reconfigure_at: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -168,6 +168,11 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             .map(swipeguard::replay::sweep::Sweep::parse)
             .transpose()?,
         compare: None,
+        reconfigure: args
+            .reconfigure_at
+            .iter()
+            .map(|arg| reconfigure_at(arg))
+            .collect::<Result<_>>()?,
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(
@@ -233,6 +238,25 @@ fn run_diff(args: DiffArgs) -> Result<()> {
         d.summary.wall.as_secs_f64()
     );
     Ok(())
+}
+
+/// `--reconfigure-at POSITION=FILE`.
+fn reconfigure_at(arg: &str) -> Result<swipeguard::replay::ReconfigureAt> {
+    let (position, file) = arg
+        .split_once('=')
+        .with_context(|| format!("--reconfigure-at {arg:?}: expected POSITION=FILE"))?;
+    let position: u64 = position
+        .trim()
+        .parse()
+        .with_context(|| format!("--reconfigure-at {arg:?}: {position:?} is not a row count"))?;
+    let path = std::path::Path::new(file.trim());
+    let config = Config::load(Some(path))
+        .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+    Ok(swipeguard::replay::ReconfigureAt {
+        position,
+        config: config.engine_config(),
+        name: path.display().to_string(),
+    })
 }
 
 /// `--format` / `--delimiter` as a forced input format.

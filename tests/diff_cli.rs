@@ -134,3 +134,62 @@ fn diff_refuses_configurations_that_read_the_input_differently() {
     assert!(!one.status.success());
     assert!(String::from_utf8_lossy(&one.stderr).contains("exactly two"));
 }
+
+/// `replay --reconfigure-at`: a change at row 0 is the new configuration from the start; one in
+/// the middle gives the same output whatever the stage threads; it refuses `--sort`.
+#[test]
+fn replay_reconfigures_at_a_row_position_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("month.jsonl");
+    ok(swipeguard()
+        .args(["simulate", "--cards", "1500", "--days", "20", "--seed", "9"])
+        .args(["--fraud-share", "0.08", "--out"])
+        .arg(&file));
+    let b = dir.path().join("b.toml");
+    std::fs::write(
+        &b,
+        "[detectors.off_pattern]\nalert_p_value = 0.0005\n\n[detectors.rapid_fire]\nenabled = false\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        ok(swipeguard()
+            .arg("replay")
+            .arg(&file)
+            .args(["--no-progress", "--rejects", "/dev/null"])
+            .args(extra)
+            .current_dir(dir.path()))
+    };
+    let at = |p: &str| format!("{p}={}", b.display());
+    let under_b = replay(dir.path(), &file, &b);
+    assert_eq!(run(&["--reconfigure-at", &at("0")]).0, under_b);
+    let (one, summary) = run(&["--reconfigure-at", &at("6000"), "--stage-threads", "1"]);
+    let (four, _) = run(&["--reconfigure-at", &at("6000"), "--stage-threads", "4"]);
+    assert_eq!(one, four);
+    assert!(
+        summary.contains("reconfigured after 6,000 rows"),
+        "{summary}"
+    );
+    let plain = run(&[]).0;
+    assert_ne!(one, plain);
+    assert_ne!(one, under_b);
+    // Before the change the alerts are A's: rapid_fire still fires early on.
+    let rapid = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains(r#""detector":"rapid_fire""#))
+            .count()
+    };
+    assert!(
+        rapid(&one) > 0 && rapid(&one) < rapid(&plain),
+        "{} {}",
+        rapid(&one),
+        rapid(&plain)
+    );
+    let refused = swipeguard()
+        .arg("replay")
+        .arg(&file)
+        .args(["--sort", "--reconfigure-at", &at("10")])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--sort"));
+}

@@ -53,5 +53,5 @@ pub use model::{
 };
 pub use reject::RejectReason;
 pub use settlement::{CertType, EventType, Item, Settlement, VisitType};
-pub use snapshot::{DiscardReason, Discarded, Restored, SnapshotError};
+pub use snapshot::{DiscardReason, Discarded, ReconfigureError, Restored, SnapshotError};
 pub use stage::Stage;

@@ -36,12 +36,15 @@ pub struct Registration {
     /// Switches it on or off in a configuration.
     pub set_enabled: fn(&mut DetectorsConfig, bool),
     /// SHA-256 of its table's canonical encoding: `detector_version` and the snapshot
-    /// section's fingerprint. The alert budget is left out: it gates output, not state.
+    /// section's fingerprint. The alert budget and `shadow` are left out: they route output,
+    /// they do not change what the detector decides.
     pub config_digest: fn(&DetectorsConfig) -> [u8; 32],
     /// Its `max_alerts_per_hour` (DESIGN §14), if any.
     pub budget: fn(&DetectorsConfig) -> Option<u32>,
     /// Sets its `max_alerts_per_hour` in a configuration.
     pub set_budget: fn(&mut DetectorsConfig, Option<u32>),
+    /// Whether its alerts go to the shadow topic only.
+    pub shadow: fn(&DetectorsConfig) -> bool,
     /// Builds it from its table (checking every value) with an empty store.
     pub(crate) build: Build,
 }
@@ -71,10 +74,12 @@ macro_rules! detector {
             config_digest: |c| {
                 let mut table = c.$field.clone();
                 table.max_alerts_per_hour = None;
+                table.shadow = false;
                 digest(&table)
             },
             budget: |c| c.$field.max_alerts_per_hour,
             set_budget: |c, b| c.$field.max_alerts_per_hour = b,
+            shadow: |c| c.$field.shadow,
             build: |c, name| {
                 let key = concat!("detectors.", stringify!($field));
                 Ok(store(c.$field.build(key)?, name))

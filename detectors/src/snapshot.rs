@@ -187,6 +187,34 @@ impl<'a, T: Into<Transaction>> Body<'a, T> {
     }
 }
 
+/// The snapshot of `stages`, run under `config`.
+fn encode<'s>(
+    stages: impl Iterator<Item = &'s Stage> + Clone,
+    config: &EngineConfig,
+    position: u64,
+    capacity: usize,
+) -> Vec<u8> {
+    let body = Body {
+        position,
+        config_fingerprint: config_fingerprint(config),
+        stages: stages.clone().map(|s| stage_body(s, config)).collect(),
+    };
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let extras = Extras {
+        budgets: stages
+            .filter(|s| !s.budgets.is_empty())
+            .map(|s| (s.kind, s.budgets.states()))
+            .collect(),
+    };
+    // Encoding plain data into a Vec cannot fail; an empty body would be refused on restore.
+    match postcard::to_extend(&body, out).and_then(|out| postcard::to_extend(&extras, out)) {
+        Ok(v) => v,
+        Err(_) => MAGIC.to_vec(),
+    }
+}
+
 fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
     let keys: Vec<(Text, EventTime)> = stage
         .keys
@@ -228,31 +256,12 @@ fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
 impl Engine {
     /// Encodes the whole state, tagged with `position` (what the state reflects).
     pub fn snapshot(&self, position: u64) -> Vec<u8> {
-        let body = Body {
+        encode(
+            self.stages.iter(),
+            &self.config,
             position,
-            config_fingerprint: config_fingerprint(&self.config),
-            stages: self
-                .stages
-                .iter()
-                .map(|s| stage_body(s, &self.config))
-                .collect(),
-        };
-        let mut out = Vec::with_capacity(64 + self.state_size().bytes / 2);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let extras = Extras {
-            budgets: self
-                .stages
-                .iter()
-                .filter(|s| !s.budgets.is_empty())
-                .map(|s| (s.kind, s.budgets.states()))
-                .collect(),
-        };
-        // Encoding plain data into a Vec cannot fail; an empty body would be refused on restore.
-        match postcard::to_extend(&body, out).and_then(|out| postcard::to_extend(&extras, out)) {
-            Ok(v) => v,
-            Err(_) => MAGIC.to_vec(),
-        }
+            64 + self.state_size().bytes / 2,
+        )
     }
 
     /// Rebuilds an engine from `bytes` under `config`.
@@ -423,3 +432,44 @@ fn restore_stage(
 
 #[cfg(test)]
 mod tests;
+
+/// Why a stage cannot take a new configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconfigureError {
+    #[error("the new configuration runs no detector keyed by {0}: a running stage cannot be switched off, only its detectors retuned")]
+    StageGone(KeyKind),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+impl Engine {
+    /// This engine's state carried over into `config` exactly as a snapshot restored under it
+    /// would be (DESIGN §14: a configuration change takes effect at a snapshot position):
+    /// sections of detectors whose version or table changed start empty, the rest continue.
+    pub fn reconfigured(&self, config: EngineConfig) -> Result<Restored, SnapshotError> {
+        Engine::restore(config, &self.snapshot(0))
+    }
+}
+
+impl Stage {
+    /// One stage carried over into `new` (see [`Engine::reconfigured`]); `old` is the
+    /// configuration it runs under. Replay's stages run apart, so each is carried over alone.
+    pub fn reconfigured(
+        &self,
+        old: &EngineConfig,
+        new: &EngineConfig,
+    ) -> Result<(Stage, Vec<Discarded>), ReconfigureError> {
+        let kind = self.kind;
+        let bytes = encode(std::iter::once(self), old, 0, 64 + self.bytes() / 2);
+        let mut restored = Engine::restore(new.clone(), &bytes)?;
+        let at = restored
+            .engine
+            .stages
+            .iter()
+            .position(|s| s.kind == kind)
+            .ok_or(ReconfigureError::StageGone(kind))?;
+        let mut stage = restored.engine.stages.swap_remove(at);
+        stage.record_scores(self.record_scores);
+        Ok((stage, restored.discarded))
+    }
+}

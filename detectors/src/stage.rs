@@ -57,7 +57,7 @@ pub struct Stage {
     /// Events released since the stage was built (restored): paces the packing of stores.
     released: u64,
     /// Record per-event scores in the output (for a report).
-    record_scores: bool,
+    pub(crate) record_scores: bool,
     /// The alert budgets of the stage's detectors (DESIGN §14).
     pub(crate) budgets: Budgets,
 }

@@ -63,6 +63,17 @@ pub struct ReplayOptions {
     /// Run a second configuration's engine beside the replay's own in the same pass, its
     /// alerts collected rather than written (`swipeguard diff`).
     pub compare: Option<swipeguard_detectors::EngineConfig>,
+    /// Configuration changes at input positions (rows read before the change), in order: what
+    /// a daemon reloaded on SIGHUP did at a snapshot position (`--reconfigure-at`).
+    pub reconfigure: Vec<ReconfigureAt>,
+}
+
+/// `--reconfigure-at POSITION=FILE`.
+#[derive(Clone, Debug)]
+pub struct ReconfigureAt {
+    pub position: u64,
+    pub config: swipeguard_detectors::EngineConfig,
+    pub name: String,
 }
 
 /// Why a replay stopped.
@@ -80,6 +91,8 @@ pub enum ReplayError {
     Sweep(#[from] sweep::SweepError),
     #[error("invalid engine configuration: {0}")]
     Engine(#[from] swipeguard_detectors::ConfigError),
+    #[error("--reconfigure-at {name}: {message}")]
+    Reconfigure { name: String, message: String },
 }
 
 fn io_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> ReplayError {
@@ -196,6 +209,9 @@ pub(crate) fn run(
             sink.points.push(sweep::Point::new(value));
         }
     }
+    check_reconfigure(opts, &stages[..own])?;
+    let mut running = config.engine_config();
+    let mut changes = opts.reconfigure.iter().peekable();
     if let Some(cfg) = &opts.compare {
         for stage in Engine::new(cfg.clone())?.into_stages() {
             sink.compare_stages += 1;
@@ -219,7 +235,8 @@ pub(crate) fn run(
         let lanes = read::lanes(opts.decode_threads);
         let mut batches = read::start(scope, opts, mapping.as_ref(), config, &bar, lanes);
         let mut sorted: Vec<(Transaction, std::sync::Arc<str>, u64)> = Vec::new();
-        for batch in &mut batches {
+        for mut batch in &mut batches {
+            let first_row = sink.summary.rows;
             // Rejected rows are written here, in input order; the batch then goes to the stages
             // whole (the events in it moved, not copied).
             for (line, result) in &batch.rows {
@@ -240,6 +257,23 @@ pub(crate) fn run(
                 }
                 continue;
             }
+            // A change due inside this batch splits it: the rows before go under the running
+            // configuration, the rest under the new one.
+            let mut start = first_row;
+            while let Some(change) = changes.next_if(|c| c.position < sink.summary.rows) {
+                let cut = (change.position.saturating_sub(start) as usize).min(batch.rows.len());
+                let rest = batch.rows.split_off(cut);
+                let rows: Vec<read::Row> = std::mem::replace(&mut batch.rows, rest)
+                    .into_iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .collect();
+                start += cut as u64;
+                if !rows.is_empty() {
+                    let file = batch.file.clone();
+                    sink.send(&mut runner, stages::StageBatch { file, rows })?;
+                }
+                sink.reconfigure(&mut runner, own, &mut running, change)?;
+            }
             let rows: Vec<read::Row> = batch.rows.into_iter().filter(|(_, r)| r.is_ok()).collect();
             sink.send(
                 &mut runner,
@@ -248,6 +282,10 @@ pub(crate) fn run(
                     rows,
                 },
             )?;
+        }
+        // Changes at or past the end apply before the final drain.
+        for change in changes {
+            sink.reconfigure(&mut runner, own, &mut running, change)?;
         }
         let names = batches.finish()?;
         if opts.sort {
@@ -330,6 +368,26 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// Carries the own stages over into `change`'s configuration and notes it in the summary.
+    fn reconfigure(
+        &mut self,
+        runner: &mut stages::StageRunner<'_>,
+        own: usize,
+        running: &mut swipeguard_detectors::EngineConfig,
+        change: &ReconfigureAt,
+    ) -> Result<(), ReplayError> {
+        let outputs = runner.reconfigure(stages::Reconfigure {
+            own,
+            old: running.clone(),
+            new: change.config.clone(),
+        })?;
+        *running = change.config.clone();
+        self.summary
+            .reconfigured
+            .push((change.position, change.name.clone()));
+        self.write(outputs)
+    }
+
     /// Hands a batch to the stages and writes whatever output comes back.
     fn send(
         &mut self,
@@ -415,6 +473,43 @@ impl Sink<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses `--reconfigure-at` where it cannot mean what the daemon did: after `--sort` (rows
+/// are no longer at their input positions), out of order, or changing which stages run.
+fn check_reconfigure(
+    opts: &ReplayOptions,
+    own: &[swipeguard_detectors::Stage],
+) -> Result<(), ReplayError> {
+    let kinds: Vec<KeyKind> = own.iter().map(|s| s.kind()).collect();
+    let mut last = 0;
+    for change in &opts.reconfigure {
+        let refuse = |message: String| ReplayError::Reconfigure {
+            name: format!("{}={}", change.position, change.name),
+            message,
+        };
+        if opts.sort {
+            return Err(refuse(
+                "positions are input rows; it cannot be combined with --sort".into(),
+            ));
+        }
+        if change.position < last {
+            return Err(refuse("positions must be given in increasing order".into()));
+        }
+        last = change.position;
+        let theirs: Vec<KeyKind> = Engine::new(change.config.clone())
+            .map_err(|e| refuse(e.to_string()))?
+            .stages()
+            .iter()
+            .map(|s| s.kind())
+            .collect();
+        if theirs != kinds {
+            return Err(refuse(format!(
+                "it runs the stages {theirs:?} where the replay runs {kinds:?}: a change can retune and switch detectors within the running stages only"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn forced_format(m: &MappingFile) -> Option<Format> {

@@ -45,8 +45,17 @@ pub struct StageEnd {
     pub bytes: usize,
 }
 
+/// A configuration change for the replay's own stages (those before `own`).
+pub struct Reconfigure {
+    pub own: usize,
+    pub old: swipeguard_detectors::EngineConfig,
+    pub new: swipeguard_detectors::EngineConfig,
+}
+
 enum Job {
     Batch(Arc<StageBatch>),
+    /// Carry the own stages over into a new configuration, as a snapshot restored under it.
+    Reconfigure(Arc<Reconfigure>),
     /// End of input: drain.
     Drain,
 }
@@ -99,6 +108,20 @@ fn run_worker(
                 }
                 outputs
             }
+            Job::Reconfigure(change) => stages
+                .iter_mut()
+                .map(|(index, stage)| {
+                    if *index < change.own {
+                        carry_over(stage, &change);
+                    }
+                    StageOutput {
+                        stage: *index,
+                        output: Output::default(),
+                        file: None,
+                        refused_at: Vec::new(),
+                    }
+                })
+                .collect(),
             Job::Drain => stages
                 .iter_mut()
                 .map(|(index, stage)| {
@@ -125,6 +148,15 @@ fn run_worker(
             bytes: s.bytes(),
         })
         .collect()
+}
+
+/// Replaces `stage` by itself carried over into the new configuration. The change was checked
+/// before the replay started (same stages); a stage that cannot be carried over keeps running
+/// as it was.
+fn carry_over(stage: &mut Stage, change: &Reconfigure) {
+    if let Ok((next, _)) = stage.reconfigured(&change.old, &change.new) {
+        *stage = next;
+    }
 }
 
 /// A batch as a stage gets it: its own events, or shared ones to copy from.
@@ -214,6 +246,18 @@ impl<'scope> StageRunner<'scope> {
         let batch = Arc::new(batch);
         self.dispatch(|| Job::Batch(batch.clone()));
         drop(batch);
+        if self.pending.len() > IN_FLIGHT {
+            self.take()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Carries the own stages over into a new configuration after everything sent so far;
+    /// returns outputs like [`StageRunner::send`].
+    pub fn reconfigure(&mut self, change: Reconfigure) -> Result<Vec<StageOutput>, StagePanicked> {
+        let change = Arc::new(change);
+        self.dispatch(|| Job::Reconfigure(change.clone()));
         if self.pending.len() > IN_FLIGHT {
             self.take()
         } else {

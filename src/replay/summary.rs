@@ -35,6 +35,8 @@ pub struct Summary {
     pub sweep: Option<super::sweep::SweepReport>,
     /// off_pattern's configured `alert_p_value` (the report marks it on the score chart).
     pub alert_p_value: f64,
+    /// `--reconfigure-at` changes applied: (rows before the change, configuration file).
+    pub reconfigured: Vec<(u64, String)>,
 }
 
 impl Summary {
@@ -120,6 +122,13 @@ impl fmt::Display for Summary {
             self.wall.as_secs_f64(),
             thousands(self.events_per_second() as u64)
         )?;
+        for (position, name) in &self.reconfigured {
+            writeln!(
+                f,
+                "  reconfigured after {} rows: {name}",
+                thousands(*position)
+            )?;
+        }
         let first = self.stages.first().copied().unwrap_or(KeyKind::Card);
         let lead = c.stage(first);
         writeln!(

@@ -41,6 +41,10 @@ pub struct CardLockConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Consecutive wrong PINs that lock the card.
     pub max_failures: u32,
     /// How long a PIN lock lasts (event time).
@@ -65,6 +69,7 @@ impl Default for CardLockConfig {
         CardLockConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             max_failures: 3,
             lock_for: Duration::from_secs(24 * 3600),
             abnormal_alerts: 2,

@@ -47,6 +47,10 @@ pub struct EarlyRefillConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// A refill is early when the earlier supply ends more than this after it.
     #[serde(with = "humantime_serde")]
     pub tolerance: Duration,
@@ -67,6 +71,7 @@ impl Default for EarlyRefillConfig {
         EarlyRefillConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             tolerance: Duration::from_secs(3 * 86_400),
             chronic_tolerance: Duration::from_secs(7 * 86_400),
             cooldown: Duration::from_secs(86_400),

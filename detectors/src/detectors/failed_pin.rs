@@ -23,6 +23,10 @@ pub struct FailedPinConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Wrong-PIN declines needed within `window` to fire.
     pub min_failures: u32,
     /// Sliding event-time window the failures must fall in.
@@ -41,6 +45,7 @@ impl Default for FailedPinConfig {
         FailedPinConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             min_failures: 3,
             window: Duration::from_secs(10 * 60),
             lock_for: Duration::from_secs(24 * 3600),

@@ -25,6 +25,10 @@ pub struct ImpossibleTravelConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Implied ground speed above which two swipes cannot be the same card (km/h).
     pub max_speed_kmh: f64,
     /// Swipes closer than this never fire, whatever the speed (km); absorbs geocoding noise.
@@ -39,6 +43,7 @@ impl Default for ImpossibleTravelConfig {
         ImpossibleTravelConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             max_speed_kmh: 900.0,
             min_distance_km: 50.0,
             cooldown: Duration::from_secs(3600),

@@ -24,6 +24,10 @@ pub struct PinSuccessConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Wrong-PIN declines that must precede the approval within `window`.
     pub min_failures: u32,
     /// Event-time window from the oldest counted failure to the approval.
@@ -39,6 +43,7 @@ impl Default for PinSuccessConfig {
         PinSuccessConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             min_failures: 2,
             window: Duration::from_secs(10 * 60),
             cooldown: Duration::from_secs(10 * 60),

@@ -22,6 +22,10 @@ pub struct RapidFireConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Swipes needed within `window` to fire.
     pub min_swipes: u32,
     /// Sliding event-time window the swipes must fall in.
@@ -37,6 +41,7 @@ impl Default for RapidFireConfig {
         RapidFireConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             min_swipes: 5,
             window: Duration::from_secs(60),
             cooldown: Duration::from_secs(10 * 60),

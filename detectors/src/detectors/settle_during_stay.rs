@@ -44,6 +44,10 @@ pub struct SettleDuringStayConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// A stay with no discharge is forgotten this long after its admission.
     #[serde(with = "humantime_serde")]
     pub max_stay: Duration,
@@ -54,6 +58,7 @@ impl Default for SettleDuringStayConfig {
         SettleDuringStayConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             max_stay: Duration::from_secs(180 * 86_400),
         }
     }

@@ -30,6 +30,10 @@ pub struct TerminalPinProbeConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Distinct cards with a wrong PIN at the terminal within `window` needed to fire.
     pub min_cards: u32,
     /// Sliding event-time window, (t − window, t].
@@ -49,6 +53,7 @@ impl Default for TerminalPinProbeConfig {
         TerminalPinProbeConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             min_cards: 5,
             window: Duration::from_secs(10 * 60),
             min_failure_share: 0.5,

@@ -32,6 +32,10 @@ pub struct TraceCodeResettledConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// How long a code is remembered after its last event.
     #[serde(with = "humantime_serde")]
     pub horizon: Duration,
@@ -42,6 +46,7 @@ impl Default for TraceCodeResettledConfig {
         TraceCodeResettledConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             horizon: Duration::from_secs(400 * 86_400),
         }
     }

@@ -38,6 +38,10 @@ pub struct OffPatternConfig {
     /// counted, and one `budget_exceeded` alert says so (DESIGN §14). Absent: no budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_alerts_per_hour: Option<u32>,
+    /// Send its alerts to `<kafka.alerts_topic>.shadow` only, to watch a change before it reaches
+    /// the analysts (DESIGN §14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Approved swipes a card needs in its profile before its swipes are scored.
     pub min_history: u32,
     /// Event time over which a swipe's weight in the profile halves.
@@ -91,6 +95,7 @@ impl Default for OffPatternConfig {
         OffPatternConfig {
             enabled: true,
             max_alerts_per_hour: None,
+            shadow: false,
             min_history: 10,
             half_life: Duration::from_secs(30 * 86_400),
             horizon: Duration::from_secs(90 * 86_400),
