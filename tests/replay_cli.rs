@@ -273,3 +273,121 @@ fn bad_input_is_reported_not_fatal_and_a_bad_config_names_its_key() {
         "{err}"
     );
 }
+
+/// The events `deploy/mappings/nhsa_settlement.toml` makes of its fixture, read through the
+/// library.
+fn nhsa_events() -> Vec<swipeguard_detectors::Transaction> {
+    use swipeguard::codec::DecodeLimits;
+    use swipeguard::replay::input::{detect, open, Rows};
+    use swipeguard::replay::mapping::MappingFile;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mapping = MappingFile::load(&root.join("deploy/mappings/nhsa_settlement.toml")).unwrap();
+    let mut input = open(&root.join("tests/fixtures/exports/nhsa_settlement.csv")).unwrap();
+    let format = detect(&mut *input.reader).unwrap();
+    let mut rows = Rows::new(input, format, Some(&mapping), DecodeLimits::default()).unwrap();
+    let mut events = Vec::new();
+    while let Some((line, result)) = rows.next_row().unwrap() {
+        events.push(result.unwrap_or_else(|r| panic!("line {line}: {r}")));
+    }
+    events
+}
+
+#[test]
+fn the_nhsa_settlement_mapping_folds_fee_lines_into_settlements() {
+    let events = nhsa_events();
+    let got: Vec<(String, usize, u64, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                // The setl_id after "440100S2026": month, day and serial.
+                e.event_id.as_str()[11..].to_string(),
+                e.items().len(),
+                e.amount.0,
+                e.visit_type().map_or("-", |v| v.as_str()),
+                e.cert_type().map_or("-", |c| c.as_str()),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    let want = [
+        ("030100001", 3, 14280, "outpatient", "card", "approved"),
+        ("030100002", 2, 3845, "outpatient", "e_voucher", "approved"),
+        ("030100003", 2, 1695, "pharmacy", "card", "approved"),
+        ("030100004", 2, 3045, "pharmacy", "id_card", "approved"),
+        ("030200005", 5, 85746, "inpatient", "card", "approved"),
+        ("030200006", 3, 17796, "emergency", "card", "approved"),
+        ("030300007", 2, 6980, "chronic", "card", "approved"),
+        ("030400008", 2, 8940, "pharmacy", "e_voucher", "approved"),
+        ("030400009", 2, 3845, "outpatient", "e_voucher", "refunded"),
+        ("030500010", 3, 3485, "pharmacy", "card", "approved"),
+        ("030500011", 2, 10300, "other", "other", "approved"),
+        ("030600012", 3, 127789, "inpatient", "card", "approved"),
+    ];
+    let want: Vec<(String, usize, u64, &str, &str, &str)> = want
+        .iter()
+        .map(|(id, n, fen, v, c, o)| (id.to_string(), *n, *fen, *v, *c, *o))
+        .collect();
+    assert_eq!(got, want);
+    for e in &events {
+        // The event's amount is exactly the sum of its lines', in fen.
+        let lines: u64 = e.items().iter().map(|i| i.amount.unwrap().0).sum();
+        assert_eq!(e.amount.0, lines, "{}", e.event_id.as_str());
+        assert_eq!(e.card_id.as_str(), e.account_id.as_deref().unwrap());
+    }
+    let first = &events[0];
+    assert_eq!(first.visit_id(), Some("440100M2026030100001"));
+    let codes: Vec<&str> = first.items().iter().map(|i| &*i.code).collect();
+    assert_eq!(
+        codes,
+        [
+            "001101000010000",
+            "XA10BAA001A001010100001",
+            "XC10AAA005A001010100017"
+        ]
+    );
+    // A service line without a trace code, a line with two boxes, a split-pack line.
+    assert!(first.items()[0].trace_codes.is_empty());
+    assert_eq!(first.items()[1].trace_codes.len(), 2);
+    assert_eq!(first.items()[1].days_supply, Some(30));
+    let split = &events[2].items()[0];
+    assert!(split.split);
+    assert_eq!(split.quantity, Some(0.5));
+}
+
+#[test]
+fn replaying_the_nhsa_export_finds_the_one_resold_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rejects = dir.path().join("rejects.jsonl");
+    let (alerts, summary) = ok(swipeguard()
+        .arg("replay")
+        .arg(root.join("tests/fixtures/exports/nhsa_settlement.csv"))
+        .arg("--mapping")
+        .arg(root.join("deploy/mappings/nhsa_settlement.toml"))
+        .arg("--rejects")
+        .arg(&rejects)
+        .current_dir(dir.path()));
+    assert!(summary.contains(": 31 rows"), "{summary}");
+    assert!(summary.contains("events detected 12"), "{summary}");
+    assert!(!rejects.exists(), "no row is refused");
+    // The box 83578260200005678901 settled at H44010600011 and again at P44010600338 by another
+    // person. Not alerted: the split-pack box sold twice, and the box returned before it was sold
+    // again.
+    let resold: Vec<serde_json::Value> = alerts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["detector"] == "trace_code_resettled")
+        .collect();
+    assert_eq!(resold.len(), 1, "{alerts}");
+    assert_eq!(
+        resold[0]["evidence"],
+        serde_json::json!(["440100S2026030400008", "440100S2026030100001"])
+    );
+    assert!(
+        resold[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("83578260200005678901"),
+        "{alerts}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Fuzzes CSV reading through a mapping: any file content, read with the bank-export mapping or
-//! with none (§2 column names), yields rows or rejects, never a panic or an endless loop.
+//! Fuzzes CSV reading through a mapping: any file content, read with the bank-export mapping,
+//! the settlement mapping that folds rows (`group_by`), or none (§2 column names), yields rows or
+//! rejects, never a panic or an endless loop.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,10 +9,16 @@ use swipeguard::replay::input::{detect, open_reader, Rows};
 use swipeguard::replay::mapping::MappingFile;
 
 const BANK: &str = include_str!("../../deploy/mappings/bank_export.toml");
+const NHSA: &str = include_str!("../../deploy/mappings/nhsa_settlement.toml");
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, content)) = data.split_first() else { return };
-    let mapping = if choice % 2 == 0 { MappingFile::parse(BANK, "bank_export.toml").ok() } else { None };
+    // Seeds of the first byte 0 and 1 keep their meaning: bank and none.
+    let mapping = match choice % 3 {
+        0 => MappingFile::parse(BANK, "bank_export.toml").ok(),
+        2 => MappingFile::parse(NHSA, "nhsa_settlement.toml").ok(),
+        _ => None,
+    };
     let Ok(mut input) = open_reader("fuzz.csv", Box::new(std::io::Cursor::new(content.to_vec())), content.len() as u64) else {
         return;
     };

@@ -1,7 +1,8 @@
 //! A mapping compiled against one file's header, and the conversion of a row into an event.
 //!
 //! Rows that do not fit become [`Rejected`] with the same reasons the JSON codec uses, so a
-//! rejects file reads the same whatever the input format.
+//! rejects file reads the same whatever the input format. The §12 fields and a row's line item
+//! are read in [`items`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use swipeguard_detectors::{
     Outcome, RejectReason, Text, Transaction,
 };
 
-use super::mapping::{FieldSpec, MappingError, MappingFile};
+use super::mapping::{FieldSpec, GroupAmount, MappingError, MappingFile};
 use crate::codec::{parse_rfc3339, DecodeLimits, Rejected};
 
 /// How a field's text is parsed.
@@ -25,8 +26,8 @@ pub enum FieldKind {
     Number,
 }
 
-/// The event fields of DESIGN §2, in order.
-pub const FIELDS: [(&str, FieldKind); 17] = [
+/// The event fields of DESIGN §2, then those of §12 and the members of a line item, in order.
+pub const FIELDS: [(&str, FieldKind); 29] = [
     ("event_id", FieldKind::Id),
     ("ts", FieldKind::Time),
     ("card_id", FieldKind::Id),
@@ -44,6 +45,18 @@ pub const FIELDS: [(&str, FieldKind); 17] = [
     ("outcome", FieldKind::Text),
     ("decline_reason", FieldKind::Text),
     ("label", FieldKind::Text),
+    ("event_type", FieldKind::Text),
+    ("visit_type", FieldKind::Text),
+    ("visit_id", FieldKind::Text),
+    ("cert_type", FieldKind::Text),
+    ("diagnosis", FieldKind::Text),
+    ("items.code", FieldKind::Id),
+    ("items.group", FieldKind::Text),
+    ("items.quantity", FieldKind::Number),
+    ("items.days_supply", FieldKind::Number),
+    ("items.trace_codes", FieldKind::Text),
+    ("items.split", FieldKind::Text),
+    ("items.amount_minor", FieldKind::Amount),
 ];
 
 #[derive(Clone, Debug)]
@@ -82,6 +95,10 @@ pub struct Mapper {
     fields: Vec<Compiled>,
     file_name: String,
     limits: DecodeLimits,
+    /// Columns of `[source] group_by`; empty when rows are not grouped.
+    group_by: Vec<usize>,
+    /// Whether a folded event's amount is the sum of its rows' (`group_amount = "sum"`).
+    group_sum: bool,
 }
 
 /// `+08:00`, `-05:30`, `UTC`/`Z`, or `Asia/Shanghai` (China has one zone and no daylight saving).
@@ -158,18 +175,38 @@ impl Mapper {
                 time,
             });
         }
+        let group_by = mapping
+            .source
+            .group_by
+            .iter()
+            .map(|c| index(c).unwrap_or(usize::MAX))
+            .collect();
         Ok(Mapper {
             fields,
             file_name: file_name.to_string(),
             limits,
+            group_by,
+            group_sum: mapping.source.group_amount == GroupAmount::Sum,
         })
     }
 
-    /// The text of field `i` for `row`, after constants, joins, maps and defaults.
-    fn text<'a>(&self, i: usize, row: &'a [&'a str], row_number: u64) -> Option<Cow<'a, str>> {
-        let f = &self.fields[i];
+    /// Whether rows fold into events by `[source] group_by`.
+    pub fn grouped(&self) -> bool {
+        !self.group_by.is_empty()
+    }
+
+    /// The values of the `group_by` columns in `row`: equal keys on consecutive rows, one event.
+    pub fn group_key<S: AsRef<str>>(&self, row: &[S]) -> Vec<String> {
+        self.group_by
+            .iter()
+            .map(|&c| row.get(c).map_or("", |v| v.as_ref().trim()).to_string())
+            .collect()
+    }
+
+    /// The text of field `i` for `row` as the source gives it: before maps and defaults.
+    fn source_text<'a>(&self, i: usize, row: &'a [&'a str], row_number: u64) -> Cow<'a, str> {
         let cell = |c: usize| row.get(c).copied().unwrap_or("").trim();
-        let raw: Cow<'a, str> = match &f.source {
+        match &self.fields[i].source {
             Source::Column(c) => Cow::Borrowed(cell(*c)),
             Source::Columns(cs, sep) => {
                 Cow::Owned(cs.iter().map(|c| cell(*c)).collect::<Vec<_>>().join(sep))
@@ -177,7 +214,13 @@ impl Mapper {
             Source::Constant(v) => Cow::Owned(v.clone()),
             Source::RowNumber => Cow::Owned(format!("{}#{row_number}", self.file_name)),
             Source::Absent => Cow::Borrowed(""),
-        };
+        }
+    }
+
+    /// The text of field `i` for `row`, after constants, joins, maps and defaults.
+    fn text<'a>(&self, i: usize, row: &'a [&'a str], row_number: u64) -> Option<Cow<'a, str>> {
+        let f = &self.fields[i];
+        let raw = self.source_text(i, row, row_number);
         let mapped = match &f.map {
             None => raw,
             Some(map) => match &f.split {
@@ -243,8 +286,7 @@ impl Mapper {
             channel: t(13).map(|c| Channel::parse(&c)),
             outcome,
             decline_reason: t(15).map(|r| DeclineReason::parse(&r)),
-            // Settlement fields and line items come from grouped exports (not mapped yet).
-            settlement: None,
+            settlement: self.settlement(row, row_number, outcome, t(3).is_some())?,
             label: short_text(16),
             meta: Default::default(),
         };
@@ -292,18 +334,18 @@ impl Mapper {
     fn amount(&self, i: usize, text: &str, row: &[&str]) -> Result<AmountMinor, Rejected> {
         let f = &self.fields[i];
         let minor = scaled_decimal(text, f.decimals)
-            .ok_or_else(|| Rejected::new(RejectReason::WrongType, "amount_minor"))?;
+            .ok_or_else(|| Rejected::new(RejectReason::WrongType, f.name))?;
         let negated = f.negative.as_ref().is_some_and(|(c, values)| {
             let cell = row.get(*c).copied().unwrap_or("").trim();
             values.iter().any(|v| v == cell)
         });
         let minor = if negated { -minor } else { minor };
         if minor < 0 {
-            return Err(Rejected::new(RejectReason::NegativeAmount, "amount_minor"));
+            return Err(Rejected::new(RejectReason::NegativeAmount, f.name));
         }
         let fen = u64::try_from(minor).unwrap_or(u64::MAX);
         if fen > self.limits.max_amount_minor {
-            return Err(Rejected::new(RejectReason::AbsurdAmount, "amount_minor"));
+            return Err(Rejected::new(RejectReason::AbsurdAmount, f.name));
         }
         Ok(AmountMinor(fen))
     }
@@ -385,6 +427,9 @@ pub fn scaled_decimal(text: &str, decimals: u32) -> Option<i128> {
     }
     Some(if negative { -value } else { value })
 }
+
+mod items;
+pub use items::Line;
 
 #[cfg(test)]
 mod tests;

@@ -1,139 +1,46 @@
 //! Input files for replay: plain or gzip'd (by content), JSONL or CSV (by content, or as told),
-//! read row by row into events or rejects. A bad row never stops the file.
+//! read row by row into events or rejects. A bad row never stops the file. With a mapping's
+//! `group_by`, consecutive rows of one settlement come out as one event ([`super::group`]); a
+//! row that cannot be read into cells at all (oversized, not JSON) belongs to no group and is
+//! refused on its own.
 
+use std::borrow::Cow;
 use std::cell::Cell;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead};
 use std::ops::Range;
-use std::path::Path;
 use std::rc::Rc;
 
-use flate2::read::MultiGzDecoder;
 use swipeguard_detectors::{RejectReason, Transaction};
 
 use super::convert::{Mapper, FIELDS};
+use super::group::{Folded, Grouping};
 use super::linecap::{read_line_capped, LineCap, Truncated};
 use super::mapping::{MappingError, MappingFile};
 use crate::codec::{decode_event, DecodeLimits, Rejected};
 
-/// Row format of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Jsonl,
-    Csv { delimiter: u8 },
-}
-
-/// Counts bytes read from the underlying file (compressed bytes for gzip), for progress.
-struct Counting<R> {
-    inner: R,
-    read: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.set(self.read.get() + n as u64);
-        Ok(n)
-    }
-}
-
-/// An opened input: a decompressed byte stream and a counter of raw bytes consumed.
-pub struct Input {
-    pub name: String,
-    pub reader: Box<dyn BufRead>,
-    pub bytes_read: Rc<Cell<u64>>,
-    pub size: u64,
-}
-
-fn wrap(name: String, raw: Box<dyn Read>, size: u64) -> io::Result<Input> {
-    let bytes_read = Rc::new(Cell::new(0));
-    let mut buffered = BufReader::with_capacity(
-        1 << 16,
-        Counting {
-            inner: raw,
-            read: bytes_read.clone(),
-        },
-    );
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn BufRead> = if gzip {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            MultiGzDecoder::new(buffered),
-        ))
-    } else {
-        Box::new(buffered)
-    };
-    Ok(Input {
-        name,
-        reader,
-        bytes_read,
-        size,
-    })
-}
-
-/// Opens a file, decompressing it when its content is gzip.
-pub fn open(path: &Path) -> io::Result<Input> {
-    let file = File::open(path)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    wrap(name, Box::new(file), size)
-}
-
-/// Opens bytes held in memory (the bundled sample).
-pub fn open_bytes(name: &str, bytes: &'static [u8]) -> io::Result<Input> {
-    wrap(name.to_string(), Box::new(bytes), bytes.len() as u64)
-}
-
-/// Opens any reader (tests and fuzzing), decompressing it when its content is gzip.
-pub fn open_reader(name: &str, reader: Box<dyn Read>, size: u64) -> io::Result<Input> {
-    wrap(name.to_string(), reader, size)
-}
-
-/// JSONL when the first non-blank byte opens an object; CSV otherwise, with the delimiter that
-/// occurs most often (outside quotes) in the first line.
-pub fn detect(reader: &mut dyn BufRead) -> io::Result<Format> {
-    let head = reader.fill_buf()?;
-    let first = head.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'{') {
-        return Ok(Format::Jsonl);
-    }
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    Ok(Format::Csv {
-        delimiter: detect_delimiter(line),
-    })
-}
-
-pub fn detect_delimiter(line: &[u8]) -> u8 {
-    let mut counts = [0usize; 4];
-    let candidates = [b',', b'|', b';', b'\t'];
-    let mut quoted = false;
-    for &b in line {
-        if b == b'"' {
-            quoted = !quoted;
-        } else if !quoted {
-            if let Some(i) = candidates.iter().position(|&c| c == b) {
-                counts[i] += 1;
-            }
-        }
-    }
-    let best = (0..4)
-        .max_by_key(|&i| (counts[i], usize::MAX - i))
-        .unwrap_or(0);
-    if counts[best] == 0 {
-        b','
-    } else {
-        candidates[best]
-    }
-}
+mod open;
+pub use open::{detect, detect_delimiter, open, open_bytes, open_reader, Format, Input};
 
 /// One row read: its line number and the event or why it was refused.
 pub type RowResult = (u64, Result<Transaction, Rejected>);
 
 /// Reads rows of one input.
-pub enum Rows {
+pub struct Rows {
+    source: Source,
+    /// Present when the mapping groups rows.
+    grouping: Option<Grouping>,
+}
+
+/// What reading one row gave: a result, or a row handed to the grouping.
+// Matched as soon as it is made: boxing the event would cost an allocation per row for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Row(RowResult),
+    Folded,
+    End,
+}
+
+enum Source {
     Jsonl {
         input: Input,
         line: u64,
@@ -176,7 +83,13 @@ impl Rows {
                         // JSON keys play the part of columns: any key the mapping names, plus the §2 names.
                         let mut header: Vec<String> =
                             m.columns().into_iter().map(String::from).collect();
-                        header.extend(FIELDS.iter().map(|(n, _)| n.to_string()));
+                        // Not the item members: a JSON line's items are an array, never keys of it.
+                        header.extend(
+                            FIELDS
+                                .iter()
+                                .map(|(n, _)| n.to_string())
+                                .filter(|n| !n.starts_with("items.")),
+                        );
                         header.dedup();
                         Some((
                             Mapper::compile(m, &header, &input.name, limits.clone())?,
@@ -184,13 +97,17 @@ impl Rows {
                         ))
                     }
                 };
-                Ok(Rows::Jsonl {
-                    input,
-                    line: 0,
-                    buf: Vec::with_capacity(512),
-                    limits,
-                    mapped,
-                    cap,
+                let grouping = Grouping::new(mapped.as_ref().map(|(m, _)| m), &limits);
+                Ok(Rows {
+                    source: Source::Jsonl {
+                        input,
+                        line: 0,
+                        buf: Vec::with_capacity(512),
+                        limits,
+                        mapped,
+                        cap,
+                    },
+                    grouping,
                 })
             }
             Format::Csv { delimiter } => {
@@ -220,39 +137,55 @@ impl Rows {
                 let empty = MappingFile::default();
                 let mapper =
                     Mapper::compile(mapping.unwrap_or(&empty), &header, &name, limits.clone())?;
-                Ok(Rows::Csv {
-                    input_name: name,
-                    reader,
-                    bytes_read,
-                    record: csv::ByteRecord::new(),
-                    mapper,
-                    limits,
-                    raw: Vec::new(),
-                    delimiter,
-                    truncated,
+                let grouping = Grouping::new(Some(&mapper), &limits);
+                Ok(Rows {
+                    source: Source::Csv {
+                        input_name: name,
+                        reader,
+                        bytes_read,
+                        record: csv::ByteRecord::new(),
+                        mapper,
+                        limits,
+                        raw: Vec::new(),
+                        delimiter,
+                        truncated,
+                    },
+                    grouping,
                 })
             }
         }
     }
 
     pub fn name(&self) -> &str {
-        match self {
-            Rows::Jsonl { input, .. } => &input.name,
-            Rows::Csv { input_name, .. } => input_name,
+        match &self.source {
+            Source::Jsonl { input, .. } => &input.name,
+            Source::Csv { input_name, .. } => input_name,
         }
     }
 
-    /// The bytes of the row last returned, for the rejects file.
+    /// The bytes of the row last returned, for the rejects file (with grouping, of the refused
+    /// row last returned).
     pub fn raw(&self) -> &[u8] {
-        match self {
-            Rows::Jsonl { buf, .. } => buf,
-            Rows::Csv { raw, .. } => raw,
+        if let Some(g) = &self.grouping {
+            return &g.raw;
         }
+        match &self.source {
+            Source::Jsonl { buf, .. } => buf,
+            Source::Csv { raw, .. } => raw,
+        }
+    }
+
+    /// Rows read since the last call that came out inside an earlier row's event (with
+    /// grouping): with the rows returned, the rows read.
+    pub fn take_folded(&mut self) -> u64 {
+        self.grouping
+            .as_mut()
+            .map_or(0, |g| g.grouper.take_folded())
     }
 
     /// True for plain §2 JSONL, whose rows decode apart from reading: see [`Rows::next_line`].
     pub fn decodes_apart(&self) -> bool {
-        matches!(self, Rows::Jsonl { mapped: None, .. })
+        matches!(self.source, Source::Jsonl { mapped: None, .. })
     }
 
     /// For plain JSONL only (see [`Rows::decodes_apart`]): appends the next non-blank line,
@@ -260,13 +193,13 @@ impl Rows {
     /// is in `out`; `None` at the end of the input. Its decoding, `decode_event(line, limits)`, is
     /// exactly what [`Rows::next_row`] would have done.
     pub fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<Option<(u64, Range<usize>)>> {
-        let Rows::Jsonl {
+        let Source::Jsonl {
             input,
             line,
             mapped: None,
             cap,
             ..
-        } = self
+        } = &mut self.source
         else {
             return Err(io::Error::other("next_line is for plain JSONL"));
         };
@@ -293,10 +226,64 @@ impl Rows {
         }
     }
 
-    /// The next row, or `None` at the end of the input.
+    /// The next row (with grouping, the next event or refused row), or `None` at the end of the
+    /// input.
     pub fn next_row(&mut self) -> io::Result<Option<RowResult>> {
+        let Some(g) = &mut self.grouping else {
+            loop {
+                match self.source.next(None)? {
+                    Step::Row(row) => return Ok(Some(row)),
+                    Step::End => return Ok(None),
+                    Step::Folded => {}
+                }
+            }
+        };
+        loop {
+            match g.ready.pop_front() {
+                Some(Folded::Event { line, event }) => return Ok(Some((line, Ok(*event)))),
+                Some(Folded::Reject {
+                    line,
+                    rejected,
+                    raw,
+                }) => {
+                    g.raw = raw;
+                    return Ok(Some((line, Err(rejected))));
+                }
+                None if g.ended => return Ok(None),
+                None => match self.source.next(Some(g))? {
+                    Step::Row((line, Ok(event))) => return Ok(Some((line, Ok(event)))),
+                    Step::Row((line, Err(rejected))) => {
+                        let raw = match &self.source {
+                            Source::Jsonl { buf, .. } => buf,
+                            Source::Csv { raw, .. } => raw,
+                        };
+                        g.alone(line, raw, rejected);
+                    }
+                    Step::Folded => {}
+                    Step::End => {
+                        g.grouper.finish(&mut g.ready);
+                        g.ended = true;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Raw bytes of the file consumed so far and the file's size, for progress.
+    pub fn progress(&self) -> u64 {
+        match &self.source {
+            Source::Jsonl { input, .. } => input.bytes_read.get(),
+            Source::Csv { bytes_read, .. } => bytes_read.get(),
+        }
+    }
+}
+
+impl Source {
+    /// Reads one row: converted, or with `grouping` handed to it (rows refused before they
+    /// have cells come back as [`Step::Row`] either way).
+    fn next(&mut self, grouping: Option<&mut Grouping>) -> io::Result<Step> {
         match self {
-            Rows::Jsonl {
+            Source::Jsonl {
                 input,
                 line,
                 buf,
@@ -306,11 +293,11 @@ impl Rows {
             } => loop {
                 buf.clear();
                 let Some(cut) = read_line_capped(&mut *input.reader, buf, *cap)? else {
-                    return Ok(None);
+                    return Ok(Step::End);
                 };
                 *line += 1;
                 if cut {
-                    return Ok(Some((
+                    return Ok(Step::Row((
                         *line,
                         Err(Rejected::new(RejectReason::Oversized, "message")),
                     )));
@@ -321,13 +308,23 @@ impl Rows {
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let result = match mapped {
-                    None => decode_event(buf, limits),
-                    Some((mapper, header)) => mapped_json(buf, mapper, header, *line, limits),
+                let Some((mapper, header)) = mapped else {
+                    return Ok(Step::Row((*line, decode_event(buf, limits))));
                 };
-                return Ok(Some((*line, result)));
+                let cells = match mapped_json(buf, header, limits) {
+                    Ok(cells) => cells,
+                    Err(rejected) => return Ok(Step::Row((*line, Err(rejected)))),
+                };
+                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+                return Ok(match grouping {
+                    None => Step::Row((*line, mapper.convert(&cells, *line))),
+                    Some(g) => {
+                        g.fold(mapper, &cells, *line, buf);
+                        Step::Folded
+                    }
+                });
             },
-            Rows::Csv {
+            Source::Csv {
                 reader,
                 record,
                 mapper,
@@ -337,7 +334,7 @@ impl Rows {
                 truncated,
                 ..
             } => match reader.read_byte_record(record) {
-                Ok(false) => Ok(None),
+                Ok(false) => Ok(Step::End),
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
                     raw.clear();
@@ -350,18 +347,29 @@ impl Rows {
                     // A line of the record cut by the reader, or a record over the limit.
                     let cut = truncated.take_record(line, reader.position().line());
                     if cut || raw.len() > limits.max_bytes {
-                        return Ok(Some((
+                        return Ok(Step::Row((
                             line,
                             Err(Rejected::new(RejectReason::Oversized, "row")),
                         )));
                     }
                     let cells: Result<Vec<&str>, _> =
                         record.iter().map(std::str::from_utf8).collect();
-                    let result = match cells {
-                        Err(_) => Err(Rejected::new(RejectReason::NotUtf8, "row")),
-                        Ok(cells) => mapper.convert(&cells, line),
-                    };
-                    Ok(Some((line, result)))
+                    let not_utf8 = || Rejected::new(RejectReason::NotUtf8, "row");
+                    Ok(match (cells, grouping) {
+                        (Err(_), None) => Step::Row((line, Err(not_utf8()))),
+                        (Ok(cells), None) => Step::Row((line, mapper.convert(&cells, line))),
+                        (Ok(cells), Some(g)) => {
+                            g.fold(mapper, &cells, line, raw);
+                            Step::Folded
+                        }
+                        (Err(_), Some(g)) => {
+                            // Its key is most likely readable: the row still spoils its group.
+                            let lossy: Vec<Cow<'_, str>> =
+                                record.iter().map(String::from_utf8_lossy).collect();
+                            g.refuse(mapper.group_key(&lossy), line, raw, not_utf8());
+                            Step::Folded
+                        }
+                    })
                 }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
@@ -374,17 +382,9 @@ impl Rows {
                     } else {
                         Rejected::new(RejectReason::MalformedRow, e.to_string())
                     };
-                    Ok(Some((line, Err(rejected))))
+                    Ok(Step::Row((line, Err(rejected))))
                 }
             },
-        }
-    }
-
-    /// Raw bytes of the file consumed so far and the file's size, for progress.
-    pub fn progress(&self) -> u64 {
-        match self {
-            Rows::Jsonl { input, .. } => input.bytes_read.get(),
-            Rows::Csv { bytes_read, .. } => bytes_read.get(),
         }
     }
 }
@@ -392,11 +392,9 @@ impl Rows {
 /// A JSON line read through a mapping: the object's top-level values become the cells.
 fn mapped_json(
     bytes: &[u8],
-    mapper: &Mapper,
     header: &[String],
-    line: u64,
     limits: &DecodeLimits,
-) -> Result<Transaction, Rejected> {
+) -> Result<Vec<String>, Rejected> {
     if bytes.len() > limits.max_bytes {
         return Err(Rejected::new(RejectReason::Oversized, "message"));
     }
@@ -413,7 +411,7 @@ fn mapped_json(
     let object = value
         .as_object()
         .ok_or_else(|| Rejected::new(RejectReason::NotObject, "message"))?;
-    let cells: Vec<String> = header
+    let cells = header
         .iter()
         .map(|h| match object.get(h) {
             None | Some(serde_json::Value::Null) => String::new(),
@@ -421,6 +419,5 @@ fn mapped_json(
             Some(v) => v.to_string(),
         })
         .collect();
-    let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-    mapper.convert(&refs, line)
+    Ok(cells)
 }

@@ -10,12 +10,18 @@
 //! (refund rows), `format` and `timezone` for times. A field with no entry reads the column of
 //! the same name if the header has one, so a CSV with the §2 column names needs no mapping.
 //!
+//! Settlement exports have one row per fee line: `[source] group_by` folds consecutive rows of
+//! one settlement into one event, and the `items.*` fields (`items.code`, `items.quantity`, …,
+//! written `"items.code"` or as an `items` sub-table of `[fields]`) make each row one of its
+//! line items; see [`super::group`] for the rules.
+//!
 //! A mapping that names a column the header lacks is refused as a whole, listing the unknown
 //! names against the header; a row that does not fit becomes a reject with a reason.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::convert::{FieldKind, FIELDS};
 
@@ -47,6 +53,24 @@ pub struct SourceSpec {
     pub header: bool,
     /// Zone of date-times that carry no offset: `+08:00`, `UTC`, or `Asia/Shanghai`.
     pub timezone: String,
+    /// Columns whose values identify one event across several rows (`["setl_id"]`): consecutive
+    /// rows with equal values fold into one event, one line item per row. Empty: one row, one
+    /// event.
+    pub group_by: Vec<String>,
+    /// With `group_by`, how the rows' `amount_minor` make the event's: `sum` (the column is a
+    /// per-line fee) or `first` (every row repeats the settlement's total).
+    pub group_amount: GroupAmount,
+}
+
+/// How a folded event's amount comes from its rows' amounts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAmount {
+    /// The sum over the rows: the amount column is each line's fee.
+    #[default]
+    Sum,
+    /// The first row's: every row repeats the settlement's total.
+    First,
 }
 
 impl Default for SourceSpec {
@@ -56,6 +80,8 @@ impl Default for SourceSpec {
             delimiter: None,
             header: true,
             timezone: "+08:00".into(),
+            group_by: Vec::new(),
+            group_amount: GroupAmount::Sum,
         }
     }
 }
@@ -80,11 +106,13 @@ pub struct FieldSpec {
     /// Use `<file name>#<row number>` (event_id of files that have none).
     pub row_number: bool,
     pub map: Option<BTreeMap<String, String>>,
-    /// Cell holds several codes separated by this; the first one `map` knows is used.
+    /// Cell holds several codes separated by this; the first one `map` knows is used. For
+    /// `items.trace_codes`, every part is one code.
     pub split: Option<String>,
     /// Value used when the cell is empty.
     pub default: Option<String>,
-    /// Amounts: the text is in major units with this many decimal places to the minor unit.
+    /// Amounts (`amount_minor`, `items.amount_minor`): the text is in major units with this many
+    /// decimal places to the minor unit.
     pub decimals: Option<u32>,
     pub negative: Option<SignSpec>,
     /// Times: `rfc3339`, `epoch_s`, `epoch_ms`, or a strftime pattern such as `%Y-%m-%d %H:%M:%S`.
@@ -99,8 +127,35 @@ pub struct FieldSpec {
 pub struct MappingFile {
     #[serde(default)]
     pub source: SourceSpec,
-    #[serde(default)]
+    /// Event fields by name; item fields as `items.<name>`, from either spelling in the TOML.
+    #[serde(default, deserialize_with = "fields_table")]
     pub fields: BTreeMap<String, FieldSpec>,
+}
+
+/// `[fields]`, where `items.code = { … }` (a sub-table in TOML) and `"items.code" = { … }` (a
+/// quoted key) both become the entry `items.code`.
+fn fields_table<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, FieldSpec>, D::Error> {
+    struct Fields;
+    impl<'de> Visitor<'de> for Fields {
+        type Value = BTreeMap<String, FieldSpec>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table of field names")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = m.next_key::<String>()? {
+                if name == "items" {
+                    for (sub, spec) in m.next_value::<BTreeMap<String, FieldSpec>>()? {
+                        out.insert(format!("items.{sub}"), spec);
+                    }
+                } else {
+                    out.insert(name, m.next_value::<FieldSpec>()?);
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Fields)
 }
 
 impl MappingFile {
@@ -142,7 +197,7 @@ impl MappingFile {
             }
             if spec.decimals.is_some() && kind != FieldKind::Amount {
                 return Err(MappingError::Invalid(format!(
-                    "fields.{field}: decimals applies to amount_minor only"
+                    "fields.{field}: decimals applies to amount_minor only (and items.amount_minor)"
                 )));
             }
             if spec.format.is_some() && kind != FieldKind::Time {
@@ -150,6 +205,11 @@ impl MappingFile {
                     "fields.{field}: format applies to ts only"
                 )));
             }
+        }
+        if file.source.group_by.iter().any(String::is_empty) {
+            return Err(MappingError::Invalid(
+                "source.group_by: column names must not be empty".into(),
+            ));
         }
         if let Some(d) = &file.source.delimiter {
             if d.len() != 1 {
@@ -163,7 +223,7 @@ impl MappingFile {
 
     /// Every column name the mapping reads.
     pub fn columns(&self) -> Vec<&str> {
-        let mut out = Vec::new();
+        let mut out: Vec<&str> = self.source.group_by.iter().map(String::as_str).collect();
         for spec in self.fields.values() {
             out.extend(spec.column.as_deref());
             out.extend(spec.columns.iter().flatten().map(String::as_str));

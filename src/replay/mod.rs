@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod diff;
+pub mod group;
 pub mod input;
 mod linecap;
 pub mod mapping;
@@ -63,7 +64,7 @@ pub struct ReplayOptions {
     /// Run a second configuration's engine beside the replay's own in the same pass, its
     /// alerts collected rather than written (`swipeguard diff`).
     pub compare: Option<swipeguard_detectors::EngineConfig>,
-    /// Configuration changes at input positions (rows read before the change), in order: what
+    /// Configuration changes at input positions (records read before the change), in order: what
     /// a daemon reloaded on SIGHUP did at a snapshot position (`--reconfigure-at`).
     pub reconfigure: Vec<ReconfigureAt>,
 }
@@ -235,10 +236,15 @@ pub(crate) fn run(
         let lanes = read::lanes(opts.decode_threads);
         let mut batches = read::start(scope, opts, mapping.as_ref(), config, &bar, lanes);
         let mut sorted: Vec<(Transaction, std::sync::Arc<str>, u64)> = Vec::new();
+        // Input records (a line, or a settlement folded from several rows): what POSITION of
+        // `--reconfigure-at` counts, as a Kafka offset counts the messages of a partition.
+        let mut records: u64 = 0;
         for mut batch in &mut batches {
-            let first_row = sink.summary.rows;
+            let first_record = records;
+            records += batch.rows.len() as u64;
             // Rejected rows are written here, in input order; the batch then goes to the stages
             // whole (the events in it moved, not copied).
+            sink.summary.rows += batch.folded;
             for (line, result) in &batch.rows {
                 sink.summary.rows += 1;
                 match result {
@@ -259,8 +265,8 @@ pub(crate) fn run(
             }
             // A change due inside this batch splits it: the rows before go under the running
             // configuration, the rest under the new one.
-            let mut start = first_row;
-            while let Some(change) = changes.next_if(|c| c.position < sink.summary.rows) {
+            let mut start = first_record;
+            while let Some(change) = changes.next_if(|c| c.position < records) {
                 let cut = (change.position.saturating_sub(start) as usize).min(batch.rows.len());
                 let rest = batch.rows.split_off(cut);
                 let rows: Vec<read::Row> = std::mem::replace(&mut batch.rows, rest)

@@ -36,6 +36,8 @@ pub(super) type Row = (u64, Result<Transaction, (Rejected, Vec<u8>)>);
 pub(super) struct Batch {
     pub file: Arc<str>,
     pub rows: Vec<Row>,
+    /// Rows read besides those in `rows`: folded into one of its events by `group_by`.
+    pub folded: u64,
 }
 
 /// What the reader hands a decode lane.
@@ -171,7 +173,11 @@ fn decode_lane(
                 bytes.clear();
                 // A full pool or a finished reader: the buffer is simply freed.
                 let _ = recycle.try_send(bytes);
-                Batch { file, rows }
+                Batch {
+                    file,
+                    rows,
+                    folded: 0,
+                }
             }
         };
         if out.send(batch).is_err() {
@@ -315,6 +321,7 @@ fn send_decoded(
             if !dispatch.send(Work::Decoded(Batch {
                 file: name.clone(),
                 rows: full,
+                folded: rows.take_folded(),
             })) {
                 return Ok(false);
             }

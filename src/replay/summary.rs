@@ -14,7 +14,7 @@ pub const LATE_HINT_SHARE: f64 = 0.1;
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub files: Vec<String>,
-    /// Rows read (events and rejects).
+    /// Rows read (events and rejects; with `group_by`, every row of a folded event).
     pub rows: u64,
     pub counts: Counts,
     /// Refusals by reason: rows the reader refused, and events a stage refused (late or

@@ -1,5 +1,6 @@
 use super::*;
 use crate::replay::mapping::MappingFile;
+use swipeguard_detectors::{CertType, VisitType};
 
 fn mapper(toml: &str, header: &[&str]) -> Mapper {
     let m = MappingFile::parse(toml, "test").unwrap();
@@ -215,4 +216,147 @@ fn bad_mappings_are_refused_whole() {
         let err = MappingFile::parse(text, "t").unwrap_err().to_string();
         assert!(err.contains(expect), "{err}");
     }
+}
+
+#[test]
+fn a_row_with_item_fields_is_an_event_with_one_item_and_its_visit() {
+    let m = mapper(
+        r#"
+[fields]
+event_id = { column = "setl_id" }
+ts = { column = "setl_time", format = "%Y-%m-%d %H:%M:%S" }
+card_id = { column = "psn_no" }
+merchant_id = { column = "fixmedins_code" }
+amount_minor = { column = "fee", decimals = 2 }
+outcome = { constant = "approved" }
+visit_id = { column = "mdtrt_id" }
+visit_type = { column = "med_type", map = { "11" = "outpatient", "41" = "pharmacy" } }
+cert_type = { column = "cert", map = { "03" = "card" } }
+"items.code" = { column = "code" }
+items.days_supply = { column = "days" }
+items.trace_codes = { column = "trace", split = "," }
+items.split = { column = "trdn", map = { "1" = "true", "0" = "false" } }
+items.amount_minor = { column = "fee", decimals = 2 }
+"#,
+        &[
+            "setl_id",
+            "setl_time",
+            "psn_no",
+            "fixmedins_code",
+            "mdtrt_id",
+            "med_type",
+            "cert",
+            "code",
+            "days",
+            "trace",
+            "trdn",
+            "fee",
+        ],
+    );
+    let row = |med_type, cert, days, trace, trdn| {
+        [
+            "S1",
+            "2026-03-01 09:00:00",
+            "p1",
+            "H1",
+            "M1",
+            med_type,
+            cert,
+            "XA10BAA001",
+            days,
+            trace,
+            trdn,
+            "31.60",
+        ]
+    };
+    let tx = m
+        .convert(&row("11", "03", "30", "8301, 8302,", "1"), 2)
+        .unwrap();
+    assert_eq!(tx.amount, AmountMinor(3160));
+    assert_eq!(tx.visit_id(), Some("M1"));
+    assert_eq!(tx.visit_type(), Some(VisitType::Outpatient));
+    assert_eq!(tx.cert_type(), Some(CertType::Card));
+    let item = &tx.items()[0];
+    assert_eq!(tx.items().len(), 1);
+    assert_eq!(&*item.code, "XA10BAA001");
+    assert_eq!(item.days_supply, Some(30));
+    assert_eq!(item.trace_codes, [Text::from("8301"), Text::from("8302")]);
+    assert!(item.split);
+    assert_eq!(item.amount, Some(AmountMinor(3160)));
+
+    // Codes the maps do not know are `other`; an empty cell is no trace code and no split.
+    let tx = m.convert(&row("99", "05", "", "", "0"), 2).unwrap();
+    assert_eq!(tx.visit_type(), Some(VisitType::Other));
+    assert_eq!(tx.cert_type(), Some(CertType::Other));
+    assert!(tx.items()[0].trace_codes.is_empty() && !tx.items()[0].split);
+
+    let reason = |r: [&str; 12]| m.convert(&r, 2).unwrap_err().to_string();
+    assert_eq!(
+        reason(row("11", "03", "-1", "", "0")),
+        "bad_value: items.days_supply"
+    );
+    assert_eq!(
+        reason(row("11", "03", "many", "", "0")),
+        "wrong_type: items.days_supply"
+    );
+    assert_eq!(
+        reason(row("11", "03", "30", "", "Y")),
+        "bad_value: items.split"
+    );
+}
+
+#[test]
+fn item_fields_are_written_quoted_or_as_a_sub_table() {
+    let quoted =
+        MappingFile::parse("[fields]\n\"items.code\" = { column = \"c\" }\n", "t").unwrap();
+    let dotted = MappingFile::parse("[fields]\nitems.code = { column = \"c\" }\n", "t").unwrap();
+    let table = MappingFile::parse("[fields.items]\ncode = { column = \"c\" }\n", "t").unwrap();
+    for m in [&quoted, &dotted, &table] {
+        assert_eq!(m.fields.keys().collect::<Vec<_>>(), ["items.code"]);
+    }
+    let err = MappingFile::parse("[fields]\nitems.colour = { column = \"c\" }\n", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fields.items.colour: not an event field"),
+        "{err}"
+    );
+    let err = MappingFile::parse("[source]\ngroup_by = \"setl_id\"\n", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("group_by"), "{err}");
+}
+
+#[test]
+fn an_admission_must_name_its_stay() {
+    let m = mapper(
+        "[fields]\nevent_type = { constant = \"admission\" }\nvisit_id = { column = \"stay\" }\n",
+        &[
+            "event_id",
+            "ts",
+            "card_id",
+            "account_id",
+            "amount_minor",
+            "merchant_id",
+            "outcome",
+            "stay",
+        ],
+    );
+    let row = |stay| {
+        [
+            "e1",
+            "1767580200000",
+            "c1",
+            "p1",
+            "0",
+            "H1",
+            "approved",
+            stay,
+        ]
+    };
+    assert!(m.convert(&row("M1"), 2).is_ok());
+    assert_eq!(
+        m.convert(&row(""), 2).unwrap_err().to_string(),
+        "missing_field: visit_id"
+    );
 }
