@@ -6,10 +6,12 @@
 //! as JSONL as they are made, in an order that does not depend on the number of threads. Every
 //! row that is not detected — invalid, or late or duplicate for a stage — goes to the rejects
 //! file with its file, line, reason and raw text, and is counted by reason; a bad row never
-//! stops the replay. A bad mapping does, before any row is read.
+//! stops the replay. A bad mapping does, before any row is read. With a report, the inputs are
+//! read a second time after detection, for the timelines of its drill-down ([`drill`]).
 
 pub mod convert;
 pub mod diff;
+pub mod drill;
 pub mod group;
 pub mod input;
 mod linecap;
@@ -21,6 +23,7 @@ pub mod scoring;
 pub mod stages;
 pub mod summary;
 pub mod sweep;
+pub mod timeline;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -192,6 +195,7 @@ pub(crate) fn run(
         point_of: Vec::new(),
         sides: None,
         compare_stages: 0,
+        drill: opts.report.as_ref().map(|_| drill::Recorder::default()),
     };
     sink.summary.stages = engine.stages().iter().map(|s| s.kind()).collect();
     sink.summary.alert_p_value = config.detectors.off_pattern.alert_p_value;
@@ -325,6 +329,7 @@ pub(crate) fn run(
         alerts_out,
         points,
         sides,
+        drill,
         ..
     } = sink;
     if let Some(sw) = &opts.sweep {
@@ -346,7 +351,11 @@ pub(crate) fn run(
         summary.labels = Some(scoring.report());
     }
     if let Some(dir) = &opts.report {
-        report::write(dir, &summary, &scoring).map_err(io_err(dir.display().to_string()))?;
+        // After detection: a second pass over the inputs for the alerted subjects' events.
+        let plan = drill.map(drill::Recorder::plan).unwrap_or_default();
+        let drill = drill::collect(opts, mapping.as_ref(), config, plan)?;
+        report::write(dir, &summary, &scoring, &drill)
+            .map_err(io_err(dir.display().to_string()))?;
     }
     Ok(Run {
         summary,
@@ -371,6 +380,8 @@ struct Sink<'a> {
     /// Both sides' alerts when comparing; the compared engine's stages follow the own ones.
     sides: Option<diff::Sides>,
     compare_stages: usize,
+    /// The alerts noted for the report's drill-down (with `--report` only).
+    drill: Option<drill::Recorder>,
 }
 
 impl Sink<'_> {
@@ -451,6 +462,7 @@ impl Sink<'_> {
                 &mut out.output,
                 &mut self.scoring,
                 &mut self.summary,
+                self.drill.as_mut(),
                 &mut self.alert_bytes,
                 self.alerts_out,
             )?;
@@ -567,6 +579,7 @@ fn flush_alerts(
     out: &mut Output,
     scoring: &mut Scoring,
     summary: &mut Summary,
+    mut drill: Option<&mut drill::Recorder>,
     buf: &mut Vec<u8>,
     sink: &mut dyn Write,
 ) -> Result<(), ReplayError> {
@@ -581,6 +594,10 @@ fn flush_alerts(
             .entry((alert.detector, alert.severity))
             .or_default() += 1;
         scoring.record(&alert);
+        if let Some(d) = drill.as_mut() {
+            let true_positive = scoring.alerts.last().and_then(|r| r.true_positive);
+            d.record(drill::AlertNote::new(&alert, true_positive));
+        }
     }
     sink.write_all(buf).map_err(io_err("alerts output"))
 }

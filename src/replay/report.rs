@@ -1,7 +1,7 @@
-//! `replay --report DIR`: one self-contained HTML page (inline SVG, no script, no network) with
+//! `replay --report DIR`: one self-contained HTML page (inline SVG and script, no network) with
 //! what an analyst would rather look at than read: alerts over time per detector, the
-//! off_pattern score distribution for fraud and legitimate swipes, precision and recall, and the
-//! cards with most alerts.
+//! off_pattern score distribution for fraud and legitimate swipes, precision and recall, the
+//! cards with most alerts, and the alerts with their subjects' timelines ([`super::timeline`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -9,8 +9,10 @@ use std::path::Path;
 
 use swipeguard_detectors::{DetectorName, PerDetector};
 
+use super::drill::DrillDown;
 use super::scoring::{AlertRow, ScoreHistogram, Scoring};
 use super::summary::{thousands, Summary};
+use super::timeline;
 
 /// Name of the page inside the report directory.
 pub const PAGE: &str = "index.html";
@@ -22,9 +24,9 @@ const COLORS: [&str; swipeguard_detectors::registry::MAX_DETECTORS] = [
 ];
 const DAY_MS: i64 = 86_400_000;
 /// Days are counted in China Standard Time.
-const CST_MS: i64 = 8 * 3_600_000;
+pub(super) const CST_MS: i64 = 8 * 3_600_000;
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -250,7 +252,8 @@ fn top_cards(alerts: &[AlertRow]) -> String {
             .collect();
         let _ = write!(
             t,
-            "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
+            r#"<tr><td><a href="{}">{}</a></td><td>{n}</td><td>{}</td></tr>"#,
+            esc(&timeline::subject_link("card", card, None)),
             esc(card),
             detail.join(", ")
         );
@@ -260,7 +263,7 @@ fn top_cards(alerts: &[AlertRow]) -> String {
 }
 
 /// Renders the page.
-pub fn render(summary: &Summary, scoring: &Scoring) -> String {
+pub fn render(summary: &Summary, scoring: &Scoring, drill: &DrillDown) -> String {
     let legend: String = DetectorName::all()
         .map(|d| {
             format!(
@@ -279,7 +282,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px soli
 td:first-child, th:first-child {{ text-align: left; }}
 .key {{ margin-right: 1.5em; font-size: 0.9em; }} .key i {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; }}
 pre {{ background: #f6f6f6; padding: 1em; }}
-</style></head><body>
+{drill_css}</style></head><body>
 <h1>swipeguard replay report</h1>
 <p id="headline">{files}: {rows} rows, {alerts} alerts in {secs:.2} s.</p>
 <h2>Alerts per day by detector</h2><div>{legend}</div>
@@ -291,6 +294,7 @@ pre {{ background: #f6f6f6; padding: 1em; }}
 {quality}
 <h2>Cards with most alerts</h2>
 {cards}
+{drill}
 {sweep}
 <h2>Summary</h2>
 <pre>{text}</pre>
@@ -304,6 +308,8 @@ pre {{ background: #f6f6f6; padding: 1em; }}
         scores = score_distribution(&scoring.scores, -summary.alert_p_value.log10()),
         quality = quality_table(summary),
         cards = top_cards(&scoring.alerts),
+        drill_css = timeline::CSS,
+        drill = timeline::section(drill, scoring.has_labels()),
         sweep = summary.sweep.as_ref().map_or_else(String::new, |sw| format!(
             r#"<h2>Sweep of {}</h2><div><span class="key"><i style="background:#1f77b4"></i>precision</span><span class="key"><i style="background:#d62728"></i>event recall</span><span class="key"><i style="background:#2ca02c"></i>card recall</span></div>{}"#,
             esc(&sw.key),
@@ -314,7 +320,12 @@ pre {{ background: #f6f6f6; padding: 1em; }}
 }
 
 /// Writes `DIR/index.html`.
-pub fn write(dir: &Path, summary: &Summary, scoring: &Scoring) -> std::io::Result<()> {
+pub fn write(
+    dir: &Path,
+    summary: &Summary,
+    scoring: &Scoring,
+    drill: &DrillDown,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(PAGE), render(summary, scoring))
+    std::fs::write(dir.join(PAGE), render(summary, scoring, drill))
 }
