@@ -1,11 +1,13 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use swipeguard_detectors::{Engine, KeyKind, Output};
+use swipeguard_detectors::{Engine, KeyKind, Output, RejectReason};
 
 use super::*;
 use crate::codec::decode_event;
+use crate::encode::encode_alert;
 use crate::simulate::{simulate, SimOptions};
+use std::fs::File;
 
 fn sim_file(dir: &Path, cards: u64) -> PathBuf {
     let path = dir.join("sim.jsonl");
