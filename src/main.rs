@@ -126,7 +126,14 @@ fn run_daemon(path: &std::path::Path, log_json: bool) -> Result<()> {
         let health =
             std::sync::Arc::new(swipeguard::health::Health::new(config.daemon.ready_max_lag));
         let shutdown = swipeguard::shutdown::on_signals();
-        swipeguard::daemon::run(std::sync::Arc::new(config), metrics, health, shutdown).await?;
+        swipeguard::daemon::run(
+            std::sync::Arc::new(config),
+            Some(path.to_path_buf()),
+            metrics,
+            health,
+            shutdown,
+        )
+        .await?;
         Ok(())
     });
     // A metadata request still waiting on an absent broker must not hold up the exit.

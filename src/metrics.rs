@@ -27,6 +27,7 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     pub alerts_suppressed: IntCounterVec,
     pub alerts_withheld: IntCounterVec,
+    pub config_reloads: IntCounterVec,
     pub event_time_lag: GaugeVec,
     pub batch_duration: Histogram,
     pub event_to_alert: HistogramVec,
@@ -88,6 +89,7 @@ pub const NAMES: &[&str] = &[
     "swipeguard_in_flight_records",
     "swipeguard_state_discarded_total",
     "swipeguard_alerts_withheld_total",
+    "swipeguard_config_reloads_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -327,6 +329,12 @@ impl Metrics {
                 "Alerts withheld because their detector went over its max_alerts_per_hour budget, by detector.",
                 &["detector"],
             )?,
+            config_reloads: counter_vec(
+                &r,
+                NAMES[32],
+                "Configuration reloads on SIGHUP, by result: accepted (applied at each partition's next snapshot), unchanged, refused (the running configuration kept).",
+                &["result"],
+            )?,
             registry: r,
         };
         m.touch_label_sets();
@@ -335,6 +343,9 @@ impl Metrics {
 
     /// Creates every bounded label combination up front, so each series exists (at 0) from start.
     fn touch_label_sets(&self) {
+        for r in ["accepted", "unchanged", "refused"] {
+            self.config_reloads.with_label_values(&[r]);
+        }
         for r in ["processed", "late", "duplicate", "invalid"] {
             self.events.with_label_values(&[r]);
         }

@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod partition;
 pub mod pipeline;
 pub mod rebalance;
+pub mod reload;
 pub mod snapshots;
 pub mod startup;
 
@@ -53,6 +54,8 @@ pub enum DaemonError {
         brokers: String,
         error: String,
     },
+    #[error("the shadow topic {topic} does not exist: detectors with shadow = true send their alerts there; create it (as many partitions as kafka.alerts_topic) or turn shadow off")]
+    NoShadowTopic { topic: String },
     #[error("the snapshot topic {topic} (kafka.snapshot_topic) does not exist and cannot be created with {partitions} partitions: {error}; create it (compacted, {partitions} partitions) or allow the daemon to")]
     CannotCreateTopic {
         topic: String,
@@ -80,6 +83,7 @@ impl DaemonError {
         match self {
             DaemonError::Setup(_) => crate::exit::CONFIG,
             DaemonError::NoSwipesTopic { .. }
+            | DaemonError::NoShadowTopic { .. }
             | DaemonError::CannotCreateTopic { .. }
             | DaemonError::PartitionMismatch { .. } => crate::exit::KAFKA_RESOURCE,
             DaemonError::Refused { .. } => crate::exit::KAFKA_REFUSED,
@@ -106,7 +110,11 @@ pub struct Shared {
     pub log_limiter: crate::telemetry::LogLimiter,
     pub swipes_topic: String,
     pub alerts_topic: Arc<str>,
+    /// `<alerts_topic>.shadow`: alerts of detectors with `shadow = true`.
+    pub shadow_topic: Arc<str>,
     pub dead_letter_topic: Arc<str>,
+    /// The live detection configuration (replaced by a SIGHUP reload).
+    pub live: Mutex<reload::Live>,
 }
 
 impl Shared {
@@ -116,12 +124,18 @@ impl Shared {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The live detection configuration now.
+    pub fn live(&self) -> reload::Live {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn ctx(&self) -> Ctx<'_> {
         Ctx {
             producer: &self.producer,
             metrics: &self.metrics,
             limits: &self.limits,
             alerts_topic: &self.alerts_topic,
+            shadow_topic: &self.shadow_topic,
             dead_letter_topic: &self.dead_letter_topic,
             log_limiter: &self.log_limiter,
         }
@@ -131,6 +145,7 @@ impl Shared {
 /// Runs the daemon until `shutdown` is cancelled, then drains, snapshots and commits.
 pub async fn run(
     config: Arc<Config>,
+    config_path: Option<std::path::PathBuf>,
     metrics: Metrics,
     health: Arc<Health>,
     shutdown: CancellationToken,
@@ -203,7 +218,9 @@ pub async fn run(
         log_limiter: crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10)),
         swipes_topic: config.kafka.swipes_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.as_str().into(),
+        shadow_topic: reload::shadow_topic(&config.kafka.alerts_topic).into(),
         dead_letter_topic: config.kafka.dead_letter_topic.as_str().into(),
+        live: Mutex::new(reload::Live::new(&config)),
         metrics,
         health,
         config: config.clone(),
@@ -217,6 +234,17 @@ pub async fn run(
             source,
         })?;
 
+    if reload::any_shadow(&config.detectors) && !reload::topic_exists(&shared, &shared.shadow_topic)
+    {
+        shutdown.cancel();
+        let _ = http.await;
+        return Err(DaemonError::NoShadowTopic {
+            topic: shared.shadow_topic.to_string(),
+        });
+    }
+    if let Some(path) = config_path {
+        tokio::spawn(reload::on_sighup(path, shared.clone(), shutdown.clone()));
+    }
     // The pipeline is synchronous (the core is): it gets a thread of its own and blocks in the
     // consumer's poll; the async shell around it serves HTTP and signals.
     let pipeline_shared = shared.clone();

@@ -97,6 +97,8 @@ pub struct Partition {
     pub last_snapshot_bytes: usize,
     pub last_message: Instant,
     pub idle_advanced: bool,
+    /// The live configuration generation the engine runs (see `super::reload`).
+    pub generation: u64,
 }
 
 /// What processing needs besides the partition.
@@ -105,6 +107,7 @@ pub struct Ctx<'a> {
     pub metrics: &'a Metrics,
     pub limits: &'a DecodeLimits,
     pub alerts_topic: &'a std::sync::Arc<str>,
+    pub shadow_topic: &'a std::sync::Arc<str>,
     pub dead_letter_topic: &'a std::sync::Arc<str>,
     pub log_limiter: &'a crate::telemetry::LogLimiter,
 }
@@ -133,6 +136,7 @@ impl Partition {
             last_message: now,
             // A restored buffer must be released by an idle advance too, if no message comes.
             idle_advanced: false,
+            generation: 0,
         }
     }
 
@@ -175,8 +179,13 @@ impl Partition {
                 .alerts
                 .with_label_values(&[alert.detector.as_str(), alert.severity.as_str()])
                 .inc();
+            let shadow = (alert.detector.registration().shadow)(&self.engine.config().detectors);
             let record = OwnedRecord {
-                topic: ctx.alerts_topic.clone(),
+                topic: if shadow {
+                    ctx.shadow_topic.clone()
+                } else {
+                    ctx.alerts_topic.clone()
+                },
                 partition: None,
                 key: Some(alert.card_id.as_str().as_bytes().to_vec()),
                 payload,
@@ -379,5 +388,52 @@ impl Partition {
         self.events_since_snapshot = 0;
         self.last_snapshot_started = Instant::now();
         true
+    }
+
+    /// Applies the live configuration `live` if the engine runs an older generation: at the
+    /// snapshot just encoded (forced for it), the engine becomes that snapshot restored under
+    /// `live` — what `replay --reconfigure-at POSITION=FILE` does. A partition that has read
+    /// nothing yet simply starts under `live`.
+    pub fn apply(&mut self, live: &super::reload::Live, metrics: &crate::metrics::Metrics) {
+        if self.generation == live.generation {
+            return;
+        }
+        let (bytes, position) = match (&self.snapshot, self.position) {
+            (
+                Some(PendingSnapshot::Waiting {
+                    bytes, position, ..
+                }),
+                _,
+            ) => (bytes, *position),
+            (_, None) => {
+                if let Ok(engine) = Engine::new(live.engine.clone()) {
+                    self.engine = engine;
+                    self.generation = live.generation;
+                }
+                return;
+            }
+            // Wait for a snapshot encoded at the current position.
+            _ => return,
+        };
+        match Engine::restore(live.engine.clone(), bytes) {
+            Ok(r) => {
+                metrics.record_discarded(&r.discarded);
+                let discarded: Vec<&str> =
+                    r.discarded.iter().map(|d| d.detector.as_str()).collect();
+                self.engine = r.engine;
+                self.generation = live.generation;
+                tracing::info!(
+                    partition = self.id,
+                    position,
+                    generation = live.generation,
+                    started_empty = %discarded.join(","),
+                    "configuration applied at this snapshot position (replay --reconfigure-at {position}=<file> reproduces it)"
+                );
+            }
+            Err(e) => {
+                tracing::error!(partition = self.id, position, error = %e, "cannot apply the new configuration; keeping the running one");
+                self.generation = live.generation;
+            }
+        }
     }
 }

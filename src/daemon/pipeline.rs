@@ -195,6 +195,7 @@ fn maintain(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut lags = Vec::with_capacity(parts.len());
+    let live = shared.live();
     for part in parts.values_mut() {
         part.poll_acks(&ctx)?;
         if !part.idle_advanced && part.last_message.elapsed() >= cfg.engine.idle_watermark_after {
@@ -207,11 +208,16 @@ fn maintain(
             }
             part.send_alerts(&ctx, &mut out.alerts)?;
         }
+        // A reloaded configuration is applied at a snapshot taken for it now.
+        let stale = part.generation != live.generation;
         part.maybe_start_snapshot(
             cfg.engine.snapshot_every_events,
             cfg.engine.snapshot_every,
-            false,
+            stale,
         );
+        if stale {
+            part.apply(&live, &shared.metrics);
+        }
         advance_snapshot(shared, consumer, part)?;
         let lag = match (highs.get(&part.id), part.position) {
             (Some(high), Some(pos)) => (high - pos).max(0),

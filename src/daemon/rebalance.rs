@@ -54,7 +54,8 @@ impl ClientContext for ConsumerCtx {
 
 /// Builds the engine of a newly assigned partition: from its newest snapshot if there is one.
 fn restore(shared: &Shared, partition: i32) -> Partition {
-    let config = shared.config.live_engine_config();
+    let live = shared.live();
+    let config = live.engine.clone();
     let fresh = || Engine::new(config.clone());
     let timeout = shared.config.daemon.revoke_timeout;
     match shared.snapshots.read_latest(partition, timeout) {
@@ -84,6 +85,7 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
                     "restored partition from snapshot"
                 );
                 let mut p = Partition::new(partition, r.engine, Some(r.position as i64));
+                p.generation = live.generation;
                 p.last_snapshot_acked = Some(Instant::now());
                 p.last_snapshot_bytes = bytes.len();
                 return p;
@@ -106,7 +108,11 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
         }
     }
     match fresh() {
-        Ok(engine) => Partition::new(partition, engine, None),
+        Ok(engine) => {
+            let mut p = Partition::new(partition, engine, None);
+            p.generation = live.generation;
+            p
+        }
         // The configuration was validated at start-up; this cannot fail.
         Err(e) => unreachable_config(e),
     }

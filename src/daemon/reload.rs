@@ -1,0 +1,230 @@
+//! Reloading the configuration on SIGHUP (DESIGN §14).
+//!
+//! On SIGHUP the daemon reads its configuration file again and validates it whole. A file that
+//! does not load, or that changes anything but the `[detectors]` tables, is refused — logged
+//! with the key at fault, counted (`swipeguard_config_reloads_total{result="refused"}`) — and
+//! the running configuration is kept: the daemon never runs a configuration its file does not
+//! describe, and changes that need new connections or topics (everything outside `[detectors]`)
+//! need a restart. A valid change becomes the next *generation* of the live configuration; each
+//! partition applies it at its next snapshot position (a snapshot is taken at once for it): the
+//! state is carried over exactly as that snapshot restored under the new configuration would be
+//! (a retuned detector starts empty, the rest continue), so `replay --reconfigure-at
+//! POSITION=FILE` with the position the daemon logs gives the same alerts. New alerts carry the
+//! new `detector_version`; the snapshots after the change carry the new configuration's
+//! fingerprint.
+//!
+//! A crash between the reload and a partition's next snapshot applies the change at the
+//! position of the snapshot the partition restores from (the file already holds it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swipeguard_detectors::{DetectorsConfig, Engine, EngineConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::config::Config;
+
+/// The live detection configuration and how many changes it has seen.
+#[derive(Clone, Debug)]
+pub struct Live {
+    pub generation: u64,
+    /// What the partitions run (the daemon's stages only).
+    pub engine: EngineConfig,
+    /// The file's `[detectors]`, to compare the next reload with.
+    pub detectors: DetectorsConfig,
+}
+
+impl Live {
+    pub fn new(config: &Config) -> Live {
+        Live {
+            generation: 0,
+            engine: config.live_engine_config(),
+            detectors: config.detectors.clone(),
+        }
+    }
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRefused {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{key} changed: only [detectors] tables apply without a restart")]
+    NeedsRestart { key: String },
+    #[error("detectors with shadow = true send to {topic}, which does not exist: create it first")]
+    NoShadowTopic { topic: String },
+}
+
+/// The first key outside `[detectors]` whose value differs between `running` and `new`.
+pub fn outside_detectors(running: &Config, new: &Config) -> Option<String> {
+    let as_table = |c: &Config| -> Option<toml::Table> {
+        match toml::Value::try_from(c).ok()? {
+            toml::Value::Table(mut t) => {
+                t.remove("detectors");
+                Some(t)
+            }
+            _ => None,
+        }
+    };
+    let (Some(a), Some(b)) = (as_table(running), as_table(new)) else {
+        return Some("config".into());
+    };
+    first_difference(&a, &b, "")
+}
+
+fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let path = format!("{prefix}{k}");
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                if let Some(d) = first_difference(x, y, &format!("{path}.")) {
+                    return Some(d);
+                }
+            }
+            (x, y) if x != y => return Some(path),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether any detector of `detectors` is in shadow mode.
+pub fn any_shadow(detectors: &DetectorsConfig) -> bool {
+    swipeguard_detectors::registry::REGISTRY
+        .iter()
+        .any(|r| (r.enabled)(detectors) && (r.shadow)(detectors))
+}
+
+/// The shadow topic of `alerts_topic`.
+pub fn shadow_topic(alerts_topic: &str) -> String {
+    format!("{alerts_topic}.shadow")
+}
+
+/// Reads and checks the file; `Ok(None)` when its `[detectors]` are unchanged.
+fn candidate(path: &Path, shared: &Shared) -> Result<Option<Live>, ReloadRefused> {
+    let new = Config::load(Some(path)).map_err(|e| ReloadRefused::Invalid(e.to_string()))?;
+    if let Some(key) = outside_detectors(&shared.config, &new) {
+        return Err(ReloadRefused::NeedsRestart { key });
+    }
+    let live = shared.live();
+    if new.detectors == live.detectors {
+        return Ok(None);
+    }
+    let engine = new.live_engine_config();
+    Engine::new(engine.clone()).map_err(|e| ReloadRefused::Invalid(e.to_string()))?;
+    if any_shadow(&new.detectors) {
+        let topic = shadow_topic(&shared.alerts_topic);
+        if !topic_exists(shared, &topic) {
+            return Err(ReloadRefused::NoShadowTopic { topic });
+        }
+    }
+    Ok(Some(Live {
+        generation: live.generation + 1,
+        engine,
+        detectors: new.detectors,
+    }))
+}
+
+/// Whether the broker knows `topic` (a metadata request on the producer's connection).
+pub fn topic_exists(shared: &Shared, topic: &str) -> bool {
+    use rdkafka::producer::Producer as _;
+    shared
+        .producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .is_ok_and(|m| {
+            m.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+}
+
+/// One reload: refused (logged, counted, nothing changes), unchanged, or a new generation.
+pub fn reload_once(path: &Path, shared: &Shared) {
+    let result = |r: &str| shared.metrics.config_reloads.with_label_values(&[r]).inc();
+    match candidate(path, shared) {
+        Err(e) => {
+            result("refused");
+            tracing::error!(file = %path.display(), error = %e, "configuration reload refused; the running configuration is kept");
+        }
+        Ok(None) => {
+            result("unchanged");
+            tracing::info!(file = %path.display(), "configuration reloaded: [detectors] unchanged");
+        }
+        Ok(Some(next)) => {
+            result("accepted");
+            let generation = next.generation;
+            *shared.live.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            tracing::info!(
+                file = %path.display(),
+                generation,
+                "configuration reload accepted; each partition applies it at its next snapshot position"
+            );
+        }
+    }
+}
+
+/// Reloads `path` on every SIGHUP until `shutdown`.
+pub async fn on_sighup(path: PathBuf, shared: Arc<Shared>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    let (path, shared) = (path.clone(), shared.clone());
+                    // Reading the file and asking the broker block: off the async threads.
+                    let _ = tokio::task::spawn_blocking(move || reload_once(&path, &shared)).await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, shared);
+        shutdown.cancelled().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, "test", Vec::<(String, String)>::new()).unwrap()
+    }
+
+    #[test]
+    fn only_the_detectors_tables_change_without_a_restart() {
+        let running = parse("[kafka]\nbrokers = \"a:9092\"\n");
+        let retuned = parse(
+            "[kafka]\nbrokers = \"a:9092\"\n\n[detectors.rapid_fire]\nmin_swipes = 6\nshadow = true\n",
+        );
+        assert_eq!(outside_detectors(&running, &retuned), None);
+        let moved = parse("[kafka]\nbrokers = \"b:9092\"\n");
+        assert_eq!(
+            outside_detectors(&running, &moved).as_deref(),
+            Some("kafka.brokers")
+        );
+        let lateness =
+            parse("[kafka]\nbrokers = \"a:9092\"\n\n[engine]\nallowed_lateness = \"1m\"\n");
+        assert_eq!(
+            outside_detectors(&running, &lateness).as_deref(),
+            Some("engine.allowed_lateness")
+        );
+        assert!(any_shadow(&retuned.detectors) && !any_shadow(&running.detectors));
+    }
+}
