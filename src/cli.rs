@@ -59,77 +59,67 @@ pub enum Command {
     },
 }
 
+/// What to read, as `replay` and `diff` take it.
 #[derive(Debug, Args)]
-pub struct DiffArgs {
-    /// Input files, as for `replay` (no FILE: the bundled sample).
+pub struct InputArgs {
+    /// Input files: JSONL or CSV, gzip'd or not (detected from the content); none: the bundled
+    /// sample.
     pub files: Vec<PathBuf>,
-    /// The two configurations, A then B: `--config A.toml --config B.toml`.
-    #[arg(long = "config", required = true, num_args = 1)]
-    pub configs: Vec<PathBuf>,
     /// Mapping file (TOML) from the export's columns to event fields.
     #[arg(long)]
     pub mapping: Option<PathBuf>,
-    /// Sort all rows by event time (stable) before detection.
+    /// Sort all rows by event time (stable) before detection, for files not in time order.
     #[arg(long)]
     pub sort: bool,
-    /// Write the alerts only one side raised (JSONL, each with `"side":"a"` or `"b"`) here.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write rejected rows here [default: swipeguard-rejects.jsonl, created only if needed].
+    /// Write rejected rows (JSONL, with file, line, reason and raw text) here
+    /// [default: swipeguard-rejects.jsonl, created only if a row is rejected].
     #[arg(long)]
     pub rejects: Option<PathBuf>,
-    /// Write the comparison as an HTML page (index.html) into this directory.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
     /// Input format instead of detecting it.
     #[arg(long, value_parser = ["jsonl", "csv"])]
     pub format: Option<String>,
     /// CSV delimiter instead of detecting it (`,` `|` `;` or `tab`).
     #[arg(long)]
     pub delimiter: Option<String>,
-    /// No progress bar.
+    /// No progress bar (it is never drawn when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// Input files: JSONL or CSV, gzip'd or not (detected from the content).
-    pub files: Vec<PathBuf>,
-    /// Mapping file (TOML) from the export's columns to event fields.
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The two configurations, A then B: `--config A.toml --config B.toml`.
+    #[arg(long = "config", required = true, num_args = 1)]
+    pub configs: Vec<PathBuf>,
+    /// Write the alerts only one side raised (JSONL, each with `"side":"a"` or `"b"`) here.
     #[arg(long)]
-    pub mapping: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    /// Write the comparison as an HTML page (index.html) into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Configuration file (the daemon's; keys only the daemon uses are ignored).
     #[arg(long, env = "SWIPEGUARD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Sort all rows by event time (stable) before detection, for files not in time order.
-    #[arg(long)]
-    pub sort: bool,
     /// Write alerts (JSONL) here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write rejected rows (JSONL, with file, line, reason and raw text) here
-    /// [default: swipeguard-rejects.jsonl, created only if a row is rejected].
-    #[arg(long)]
-    pub rejects: Option<PathBuf>,
     /// Write an HTML report (index.html) into this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Input format instead of detecting it.
-    #[arg(long, value_parser = ["jsonl", "csv"])]
-    pub format: Option<String>,
-    /// CSV delimiter instead of detecting it (`,` `|` `;` or `tab`).
-    #[arg(long)]
-    pub delimiter: Option<String>,
     /// Allowed lateness, overriding the configuration (`engine.allowed_lateness`), e.g. `10m`.
     #[arg(long)]
     pub allowed_lateness: Option<String>,
     /// Run only these detectors (comma-separated names), overriding the configuration.
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<String>>,
-    /// No progress bar (it is never drawn when stderr is not a terminal).
-    #[arg(long)]
-    pub no_progress: bool,
     /// Threads decoding JSONL input [default: one per core]; the alerts never depend on it.
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub decode_threads: usize,

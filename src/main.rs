@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use swipeguard::cli::{Cli, Command, DiffArgs, ReplayArgs, SimulateArgs};
+use swipeguard::cli::{Cli, Command, DiffArgs, InputArgs, ReplayArgs, SimulateArgs};
 use swipeguard::config::Config;
 use swipeguard::replay::input::Format;
 use swipeguard::replay::{replay, ReplayOptions};
@@ -158,15 +158,8 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         config.detectors = config.detectors.only(&keep);
     }
     config.validate().context("invalid configuration")?;
-    let format = forced_format(args.format.as_deref(), args.delimiter.as_deref())?;
     let opts = ReplayOptions {
-        files: args.files,
-        mapping: args.mapping,
-        format,
-        sort: args.sort,
-        rejects: args.rejects,
         report: args.report.clone(),
-        progress: !args.no_progress,
         decode_threads: args.decode_threads,
         stage_threads: args.stage_threads,
         sweep: args
@@ -174,12 +167,12 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             .as_deref()
             .map(swipeguard::replay::sweep::Sweep::parse)
             .transpose()?,
-        compare: None,
         reconfigure: args
             .reconfigure_at
             .iter()
             .map(|arg| reconfigure_at(arg))
             .collect::<Result<_>>()?,
+        ..input_options(args.input)?
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(
@@ -211,16 +204,7 @@ fn run_diff(args: DiffArgs) -> Result<()> {
             .with_context(|| format!("{} is not a valid configuration", p.display()))
     };
     let (config_a, config_b) = (load(a)?, load(b)?);
-    let format = forced_format(args.format.as_deref(), args.delimiter.as_deref())?;
-    let opts = ReplayOptions {
-        files: args.files,
-        mapping: args.mapping,
-        format,
-        sort: args.sort,
-        rejects: args.rejects,
-        progress: !args.no_progress,
-        ..ReplayOptions::default()
-    };
+    let opts = input_options(args.input)?;
     let names = (a.display().to_string(), b.display().to_string());
     let (d, sides) =
         swipeguard::replay::diff::diff(&config_a, &config_b, (&names.0, &names.1), &opts)?;
@@ -263,6 +247,19 @@ fn reconfigure_at(arg: &str) -> Result<swipeguard::replay::ReconfigureAt> {
         position,
         config: config.engine_config(),
         name: path.display().to_string(),
+    })
+}
+
+/// The input half of replay's options, as `replay` and `diff` take it.
+fn input_options(input: InputArgs) -> Result<ReplayOptions> {
+    Ok(ReplayOptions {
+        format: forced_format(input.format.as_deref(), input.delimiter.as_deref())?,
+        files: input.files,
+        mapping: input.mapping,
+        sort: input.sort,
+        rejects: input.rejects,
+        progress: !input.no_progress,
+        ..ReplayOptions::default()
     })
 }
 

@@ -124,23 +124,7 @@ fn alert_budgets_withhold_the_same_live_as_in_replay() {
         "daemon not ready: {}",
         daemon.log_text()
     );
-    let processed = || {
-        daemon
-            .metric(r#"swipeguard_events_total{result="processed"}"#)
-            .unwrap_or(0.0) as usize
-    };
-    assert!(
-        wait_until(Duration::from_secs(120), || processed() >= lines.len()),
-        "processed {} of {}: {}",
-        processed(),
-        lines.len(),
-        daemon.log_text()
-    );
-    assert!(
-        daemon.wait_drained(Duration::from_secs(90)),
-        "not drained: {}",
-        daemon.log_text()
-    );
+    daemon.wait_processed_and_drained(lines.len());
     let expected = by_id(replay_lines(dir.path(), &lines, Some(&config)));
     let notices = expected
         .values()

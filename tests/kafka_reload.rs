@@ -85,18 +85,8 @@ fn sighup_applies_a_good_file_at_a_logged_position_and_refuses_a_bad_one() {
         "{}",
         daemon.log_text()
     );
-    let processed = || {
-        daemon
-            .metric(r#"swipeguard_events_total{result="processed"}"#)
-            .unwrap_or(0.0) as usize
-    };
     produce_lines(&broker.bootstrap(), &setup.swipes, &lines[..half]);
-    assert!(
-        wait_until(Duration::from_secs(120), || processed() >= half),
-        "processed {}: {}",
-        processed(),
-        daemon.log_text()
-    );
+    daemon.wait_processed_and_drained(half);
 
     // A bad value: refused, named, counted; the daemon goes on.
     std::fs::write(
@@ -153,17 +143,7 @@ fn sighup_applies_a_good_file_at_a_logged_position_and_refuses_a_bad_one() {
     );
 
     produce_lines(&broker.bootstrap(), &setup.swipes, &lines[half..]);
-    assert!(
-        wait_until(Duration::from_secs(120), || processed() >= lines.len()),
-        "processed {}: {}",
-        processed(),
-        daemon.log_text()
-    );
-    assert!(
-        daemon.wait_drained(Duration::from_secs(90)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.wait_processed_and_drained(lines.len());
 
     let expected = by_id(replay_reconfigured(dir.path(), &lines, &a, at, &b));
     let main_topic = read_topic(&broker.bootstrap(), &setup.alerts);

@@ -385,6 +385,28 @@ impl Daemon {
         }
     }
 
+    /// Events processed so far (0 until `/metrics` answers).
+    pub fn processed(&self) -> usize {
+        self.metric(r#"swipeguard_events_total{result="processed"}"#)
+            .unwrap_or(0.0) as usize
+    }
+
+    /// Waits until at least `n` events are processed, then until nothing is buffered or in
+    /// flight; fails with the log otherwise.
+    pub fn wait_processed_and_drained(&self, n: usize) {
+        assert!(
+            wait_until(Duration::from_secs(120), || self.processed() >= n),
+            "processed {} of {n}: {}",
+            self.processed(),
+            self.log_text()
+        );
+        assert!(
+            self.wait_drained(Duration::from_secs(90)),
+            "not drained: {}",
+            self.log_text()
+        );
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
