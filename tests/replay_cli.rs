@@ -370,6 +370,10 @@ fn replaying_the_nhsa_export_finds_the_one_resold_box() {
     assert!(summary.contains(": 31 rows"), "{summary}");
     assert!(summary.contains("events detected 12"), "{summary}");
     assert!(!rejects.exists(), "no row is refused");
+    assert!(
+        !summary.contains("mapping:"),
+        "its maps know every code: {summary}"
+    );
     // The box 83578260200005678901 settled at H44010600011 and again at P44010600338 by another
     // person. Not alerted: the split-pack box sold twice, and the box returned before it was sold
     // again.
@@ -390,4 +394,90 @@ fn replaying_the_nhsa_export_finds_the_one_resold_box() {
             .contains("83578260200005678901"),
         "{alerts}"
     );
+}
+
+/// A pharmacy-chain CSV whose merchant types are mostly not in `kinds` (a map body), and whose
+/// visit types are all empty, taking the default: the summary, and the report page.
+fn replay_merchant_kinds(kinds: &str, extra: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,ts,card,fen,shop,kind,med\n");
+    let types = [
+        "药店",
+        "药店",
+        "诊所",
+        "药店",
+        "医院",
+        "卫生院",
+        "药店",
+        "诊所",
+        "医院",
+        "药店",
+    ];
+    for (i, kind) in types.iter().enumerate() {
+        csv.push_str(&format!(
+            "e{i},2026-01-05T09:{i:02}:00+08:00,c{},{},S{i},{kind},\n",
+            i % 3,
+            1000 + i
+        ));
+    }
+    let file = dir.path().join("export.csv");
+    std::fs::write(&file, csv).unwrap();
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        format!(
+            r#"[fields]
+event_id = {{ column = "id" }}
+card_id = {{ column = "card" }}
+amount_minor = {{ column = "fen" }}
+merchant_id = {{ column = "shop" }}
+outcome = {{ constant = "approved" }}
+merchant_kind = {{ column = "kind", map = {{ {kinds} }} }}
+visit_type = {{ column = "med", default = "other" }}
+"#
+        ),
+    )
+    .unwrap();
+    let (_, summary) = ok(swipeguard()
+        .arg("replay")
+        .arg(&file)
+        .arg("--mapping")
+        .arg(&mapping)
+        .args(["--report", "report"])
+        .args(extra)
+        .current_dir(dir.path()));
+    let page = std::fs::read_to_string(dir.path().join("report/index.html")).unwrap();
+    (summary, page)
+}
+
+#[test]
+fn the_summary_names_the_values_a_map_did_not_know() {
+    let (summary, page) =
+        replay_merchant_kinds(r#""医院" = "hospital""#, &["--decode-threads", "1"]);
+    let hint = "  mapping: 80% of merchant_kind values were not in its map and became \"other\"; \
+        most frequent: \"药店\" 5, \"诊所\" 2, \"卫生院\" 1 — add them to [fields.merchant_kind.map]\n";
+    assert!(summary.contains(hint), "{summary}");
+    // Empty cells given the default are missing values, not unknown ones.
+    assert!(!summary.contains("visit_type"), "{summary}");
+    assert!(
+        page.contains(r#"<p class="hint">mapping: 80% of merchant_kind values"#),
+        "{page}"
+    );
+    // The same hint whatever the thread counts.
+    let (threaded, _) = replay_merchant_kinds(
+        r#""医院" = "hospital""#,
+        &["--decode-threads", "4", "--stage-threads", "2"],
+    );
+    assert!(threaded.contains(hint), "{threaded}");
+}
+
+#[test]
+fn a_complete_map_gives_no_mapping_hint() {
+    let (summary, page) = replay_merchant_kinds(
+        r#""医院" = "hospital", "药店" = "pharmacy", "诊所" = "clinic", "卫生院" = "other""#,
+        &[],
+    );
+    assert!(summary.contains("events detected 10"), "{summary}");
+    assert!(!summary.contains("mapping:"), "{summary}");
+    assert!(!page.contains(r#"class="hint""#));
 }

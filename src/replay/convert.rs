@@ -430,6 +430,7 @@ pub fn scaled_decimal(text: &str, decimals: u32) -> Option<i128> {
 
 mod items;
 pub use items::Line;
+pub mod unknown;
 
 #[cfg(test)]
 mod tests;

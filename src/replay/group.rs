@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 
 use swipeguard_detectors::{AmountMinor, Item, RejectReason, Transaction};
 
+use super::convert::unknown::Unknowns;
 use super::convert::{Line, Mapper};
 use crate::codec::{DecodeLimits, Rejected};
 
@@ -256,12 +257,21 @@ impl Grouping {
         })
     }
 
-    pub fn fold(&mut self, mapper: &Mapper, cells: &[&str], line: u64, raw: &[u8]) {
+    /// Folds a row with cells; a group's first row, the one its event fields come from, is
+    /// tallied in `unknown`.
+    pub fn fold(
+        &mut self,
+        mapper: &Mapper,
+        cells: &[&str],
+        line: u64,
+        raw: &[u8],
+        unknown: &mut Unknowns,
+    ) {
         self.grouper.push(
             mapper.group_key(cells),
             line,
             raw,
-            || mapper.convert(cells, line),
+            || mapper.convert_tallied(cells, line, unknown),
             || mapper.line(cells, line),
             &mut self.ready,
         );

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use swipeguard_detectors::{RejectReason, Transaction};
 
+use super::convert::unknown::Unknowns;
 use super::convert::{Mapper, FIELDS};
 use super::group::{Folded, Grouping};
 use super::linecap::{read_line_capped, LineCap, Truncated};
@@ -29,6 +30,8 @@ pub struct Rows {
     source: Source,
     /// Present when the mapping groups rows.
     grouping: Option<Grouping>,
+    /// Vocabulary values that became `other` because nothing knew them, for the summary's hint.
+    unknown: Unknowns,
 }
 
 /// What reading one row gave: a result, or a row handed to the grouping.
@@ -108,6 +111,7 @@ impl Rows {
                         cap,
                     },
                     grouping,
+                    unknown: Unknowns::default(),
                 })
             }
             Format::Csv { delimiter } => {
@@ -151,6 +155,7 @@ impl Rows {
                         truncated,
                     },
                     grouping,
+                    unknown: Unknowns::default(),
                 })
             }
         }
@@ -181,6 +186,12 @@ impl Rows {
         self.grouping
             .as_mut()
             .map_or(0, |g| g.grouper.take_folded())
+    }
+
+    /// What the rows converted so far held that their mapping did not know (nothing for plain
+    /// §2 JSONL, which the codec reads); see [`super::convert::unknown`].
+    pub fn take_unknown(&mut self) -> Unknowns {
+        std::mem::take(&mut self.unknown)
     }
 
     /// True for plain §2 JSONL, whose rows decode apart from reading: see [`Rows::next_line`].
@@ -231,7 +242,7 @@ impl Rows {
     pub fn next_row(&mut self) -> io::Result<Option<RowResult>> {
         let Some(g) = &mut self.grouping else {
             loop {
-                match self.source.next(None)? {
+                match self.source.next(None, &mut self.unknown)? {
                     Step::Row(row) => return Ok(Some(row)),
                     Step::End => return Ok(None),
                     Step::Folded => {}
@@ -250,7 +261,7 @@ impl Rows {
                     return Ok(Some((line, Err(rejected))));
                 }
                 None if g.ended => return Ok(None),
-                None => match self.source.next(Some(g))? {
+                None => match self.source.next(Some(g), &mut self.unknown)? {
                     Step::Row((line, Ok(event))) => return Ok(Some((line, Ok(event)))),
                     Step::Row((line, Err(rejected))) => {
                         let raw = match &self.source {
@@ -280,8 +291,13 @@ impl Rows {
 
 impl Source {
     /// Reads one row: converted, or with `grouping` handed to it (rows refused before they
-    /// have cells come back as [`Step::Row`] either way).
-    fn next(&mut self, grouping: Option<&mut Grouping>) -> io::Result<Step> {
+    /// have cells come back as [`Step::Row`] either way). Converted rows are tallied in
+    /// `unknown`.
+    fn next(
+        &mut self,
+        grouping: Option<&mut Grouping>,
+        unknown: &mut Unknowns,
+    ) -> io::Result<Step> {
         match self {
             Source::Jsonl {
                 input,
@@ -317,9 +333,9 @@ impl Source {
                 };
                 let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
                 return Ok(match grouping {
-                    None => Step::Row((*line, mapper.convert(&cells, *line))),
+                    None => Step::Row((*line, mapper.convert_tallied(&cells, *line, unknown))),
                     Some(g) => {
-                        g.fold(mapper, &cells, *line, buf);
+                        g.fold(mapper, &cells, *line, buf, unknown);
                         Step::Folded
                     }
                 });
@@ -357,9 +373,11 @@ impl Source {
                     let not_utf8 = || Rejected::new(RejectReason::NotUtf8, "row");
                     Ok(match (cells, grouping) {
                         (Err(_), None) => Step::Row((line, Err(not_utf8()))),
-                        (Ok(cells), None) => Step::Row((line, mapper.convert(&cells, line))),
+                        (Ok(cells), None) => {
+                            Step::Row((line, mapper.convert_tallied(&cells, line, unknown)))
+                        }
                         (Ok(cells), Some(g)) => {
-                            g.fold(mapper, &cells, line, raw);
+                            g.fold(mapper, &cells, line, raw, unknown);
                             Step::Folded
                         }
                         (Err(_), Some(g)) => {

@@ -183,7 +183,7 @@ pub(crate) fn run(
         .sum();
     let bar = progress_bar(opts.progress, total);
 
-    let (names, ends) = std::thread::scope(|scope| -> Result<_, ReplayError> {
+    let (read, ends) = std::thread::scope(|scope| -> Result<_, ReplayError> {
         let mut runner =
             stages::StageRunner::start(scope, stages, workers).map_err(io_err("stage threads"))?;
         let lanes = read::lanes(opts.decode_threads);
@@ -246,7 +246,7 @@ pub(crate) fn run(
         for change in changes {
             sink.reconfigure(&mut runner, own, &mut running, change)?;
         }
-        let names = batches.finish()?;
+        let read = batches.finish()?;
         if opts.sort {
             sorted.sort_by_key(|(tx, _, _)| tx.ts);
             // Batches of one file each, at most STAGE_BATCH events: a cut fixed by the data.
@@ -269,7 +269,7 @@ pub(crate) fn run(
         }
         let (outputs, ends) = runner.finish()?;
         sink.write(outputs)?;
-        Ok((names, ends))
+        Ok((read, ends))
     })?;
     let Sink {
         mut summary,
@@ -284,7 +284,8 @@ pub(crate) fn run(
     if let Some(sw) = &opts.sweep {
         summary.sweep = Some(sweep::SweepReport::new(&sw.key, &points, &scoring));
     }
-    summary.files = names;
+    summary.files = read.names;
+    summary.unknown = read.unknown;
     alerts_out.flush().map_err(io_err("alerts output"))?;
     if let Some(r) = rejects.out.as_mut() {
         r.flush()

@@ -22,6 +22,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use indicatif::ProgressBar;
 use swipeguard_detectors::Transaction;
 
+use super::convert::unknown::Unknowns;
 use super::input::{self, Format, Rows};
 use super::mapping::MappingFile;
 use super::{io_err, open_all, ReplayError, ReplayOptions};
@@ -80,7 +81,7 @@ pub(super) fn lanes(wanted: usize) -> usize {
 pub(super) struct Batches<'scope> {
     outputs: Vec<Receiver<Batch>>,
     next: usize,
-    reader: ScopedJoinHandle<'scope, Result<Vec<String>, ReplayError>>,
+    reader: ScopedJoinHandle<'scope, Result<Read, ReplayError>>,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
 }
 
@@ -95,18 +96,27 @@ impl Iterator for Batches<'_> {
     }
 }
 
+/// What the reader found besides the rows.
+#[derive(Debug, Default)]
+pub(super) struct Read {
+    /// The names of the inputs read, in order.
+    pub names: Vec<String>,
+    /// The values their mapping did not know, over all of them.
+    pub unknown: Unknowns,
+}
+
 impl Batches<'_> {
-    /// Waits for every thread; returns the names of the inputs read, or why reading failed.
-    pub fn finish(self) -> Result<Vec<String>, ReplayError> {
+    /// Waits for every thread; returns what the reader found, or why reading failed.
+    pub fn finish(self) -> Result<Read, ReplayError> {
         drop(self.outputs);
-        let names = self
+        let read = self
             .reader
             .join()
             .unwrap_or(Err(ReplayError::ReaderPanicked))?;
         for w in self.workers {
             w.join().map_err(|_| ReplayError::ReaderPanicked)?;
         }
-        Ok(names)
+        Ok(read)
     }
 }
 
@@ -209,7 +219,8 @@ impl Dispatch {
 }
 
 /// Reads every input on the calling thread (inputs are not `Send`: their progress counters are
-/// `Rc`), sending its rows to the lanes in batches.
+/// `Rc`), sending its rows to the lanes in batches. Mapped rows are converted here, in input
+/// order, so their tally of unknown values is the same for any number of lanes.
 fn read_all(
     opts: &ReplayOptions,
     mapping: Option<&MappingFile>,
@@ -217,18 +228,18 @@ fn read_all(
     bar: &ProgressBar,
     lanes: Vec<SyncSender<Work>>,
     reuse: Receiver<Vec<u8>>,
-) -> Result<Vec<String>, ReplayError> {
+) -> Result<Read, ReplayError> {
     let mut dispatch = Dispatch {
         lanes,
         next: 0,
         reuse,
     };
     let inputs = open_all(opts)?;
-    let mut names = Vec::new();
+    let mut read = Read::default();
     let mut done_before = 0u64;
     for mut input in inputs {
         let name: Arc<str> = input.name.as_str().into();
-        names.push(input.name.clone());
+        read.names.push(input.name.clone());
         let size = input.size;
         let format = match opts
             .format
@@ -251,12 +262,13 @@ fn read_all(
                 &mut dispatch,
             )?
         };
+        read.unknown.merge(rows.take_unknown());
         if !completed {
             break;
         }
         done_before += size;
     }
-    Ok(names)
+    Ok(read)
 }
 
 /// Plain JSONL: raw lines in batches, decoded by the lanes. `false` if the engine side left.

@@ -282,10 +282,11 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px soli
 td:first-child, th:first-child {{ text-align: left; }}
 .key {{ margin-right: 1.5em; font-size: 0.9em; }} .key i {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; }}
 pre {{ background: #f6f6f6; padding: 1em; }}
+.hint {{ background: #fff3cd; padding: 0.5em 1em; }}
 {drill_css}</style></head><body>
 <h1>swipeguard replay report</h1>
 <p id="headline">{files}: {rows} rows, {alerts} alerts in {secs:.2} s.</p>
-<h2>Alerts per day by detector</h2><div>{legend}</div>
+{notes}<h2>Alerts per day by detector</h2><div>{legend}</div>
 {over_time}
 <h2>off_pattern score of every scored swipe: fraud vs legitimate</h2>
 <div><span class="key"><i style="background:#d62728"></i>fraud</span><span class="key"><i style="background:#7f7f7f"></i>legitimate</span></div>
@@ -304,6 +305,12 @@ pre {{ background: #f6f6f6; padding: 1em; }}
         rows = thousands(summary.rows),
         alerts = thousands(summary.total_alerts()),
         secs = summary.wall.as_secs_f64(),
+        // What went wrong in the input, above everything it spoils.
+        notes = summary
+            .mapping_hints()
+            .iter()
+            .map(|h| format!("<p class=\"hint\">{}</p>\n", esc(h.trim())))
+            .collect::<String>(),
         over_time = alerts_over_time(&scoring.alerts),
         scores = score_distribution(&scoring.scores, -summary.alert_p_value.log10()),
         quality = quality_table(summary),

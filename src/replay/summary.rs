@@ -1,4 +1,6 @@
-//! The end-of-replay summary an analyst reads on stderr.
+//! The end-of-replay summary an analyst reads on stderr, with hints at what went wrong in the
+//! input: rows out of time order ([`LATE_HINT_SHARE`]), a vocabulary column its mapping did not
+//! know ([`UNKNOWN_HINT_SHARE`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -6,10 +8,19 @@ use std::time::Duration;
 
 use swipeguard_detectors::{Counts, DetectorName, KeyKind, RejectReason, Severity};
 
+use super::convert::unknown::{words, Unknowns};
 use super::scoring::LabelReport;
 
 /// From this share of late rows on, the summary suggests `--sort`.
 pub const LATE_HINT_SHARE: f64 = 0.1;
+
+/// From this share of a vocabulary field's non-empty values becoming `other` unknown on, the
+/// summary names the values to map. At half, `other` is what the field mostly says: a column
+/// mapped from the wrong codes, not the odd new value the vocabulary's `other` is there for.
+pub const UNKNOWN_HINT_SHARE: f64 = 0.5;
+
+/// Unknown values a hint names at most.
+const HINT_VALUES: usize = 5;
 
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -37,6 +48,8 @@ pub struct Summary {
     pub alert_p_value: f64,
     /// `--reconfigure-at` changes applied: (rows before the change, configuration file).
     pub reconfigured: Vec<(u64, String)>,
+    /// Vocabulary values the mapping did not know (CSV and mapped input).
+    pub unknown: Unknowns,
 }
 
 impl Summary {
@@ -73,6 +86,47 @@ impl Summary {
                 share * 100.0
             )
         })
+    }
+
+    /// One line per vocabulary field whose values mostly became `other` because neither its
+    /// map nor the vocabulary knew them: the share, the most frequent raw values, where to add
+    /// them. Empty values (missing, or given a `default`) do not count.
+    pub fn mapping_hints(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (field, t) in self.unknown.fields() {
+            if t.seen == 0 || t.share() < UNKNOWN_HINT_SHARE {
+                continue;
+            }
+            let (what, fix) = if t.mapped {
+                ("were not in its map".to_string(), "add them to")
+            } else {
+                (
+                    format!("are not {field} words ({})", words(field).join(", ")),
+                    "map them to those words in",
+                )
+            };
+            let top = t.top();
+            let mut values: Vec<String> = top
+                .iter()
+                .take(HINT_VALUES)
+                .map(|(v, n)| format!("{v:?} {}", thousands(*n)))
+                .collect();
+            let shown: u64 = top.iter().take(HINT_VALUES).map(|(_, n)| n).sum();
+            if t.unknown > shown {
+                values.push(format!("… {} more", thousands(t.unknown - shown)));
+            }
+            let values = if t.withheld {
+                // Card hashing on: a mis-mapped column may be the card numbers (DESIGN §8).
+                "not shown (card hashing is on and the column may hold card numbers)".to_string()
+            } else {
+                format!("most frequent: {}", values.join(", "))
+            };
+            out.push(format!(
+                "  mapping: {:.0}% of {field} values {what} and became \"other\"; {values} — {fix} [fields.{field}.map]",
+                t.share() * 100.0,
+            ));
+        }
+        out
     }
 
     /// Keys tracked at the end by the stage of `kind`.
@@ -140,6 +194,9 @@ impl fmt::Display for Summary {
             thousands(self.invalid())
         )?;
         if let Some(hint) = self.order_hint() {
+            writeln!(f, "{hint}")?;
+        }
+        for hint in self.mapping_hints() {
             writeln!(f, "{hint}")?;
         }
         if self.stages.len() > 1 {

@@ -272,8 +272,8 @@ fn too_many_trace_codes_or_too_large_a_sum_refuse_the_group() {
     assert_eq!(summary(&sum)[1], "reject@3 absurd_amount: amount_minor");
 }
 
-#[test]
-fn rows_read_from_a_file_fold_and_an_unreadable_row_spoils_its_group() {
+/// Rows of three settlements, S2's second row not UTF-8, read through `mapping`.
+fn three_settlements(mapping: &str) -> crate::replay::input::Rows {
     use crate::replay::input::{open_reader, Format, Rows};
     let mut csv = HEADER.join(",").into_bytes();
     csv.extend_from_slice(
@@ -285,14 +285,19 @@ fn rows_read_from_a_file_fold_and_an_unreadable_row_spoils_its_group() {
     );
     let size = csv.len() as u64;
     let input = open_reader("f.csv", Box::new(std::io::Cursor::new(csv)), size).unwrap();
-    let mapping = MappingFile::parse(MAPPING, "t").unwrap();
-    let mut rows = Rows::new(
+    let mapping = MappingFile::parse(mapping, "t").unwrap();
+    Rows::new(
         input,
         Format::Csv { delimiter: b',' },
         Some(&mapping),
         DecodeLimits::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn rows_read_from_a_file_fold_and_an_unreadable_row_spoils_its_group() {
+    let mut rows = three_settlements(MAPPING);
     let mut seen = Vec::new();
     let mut folded = 0;
     while let Some((line, result)) = rows.next_row().unwrap() {
@@ -312,4 +317,21 @@ fn rows_read_from_a_file_fold_and_an_unreadable_row_spoils_its_group() {
         ]
     );
     assert_eq!(folded, 1, "row 3 went into S1's event");
+}
+
+#[test]
+fn unknown_values_are_tallied_once_per_settlement_from_its_first_row() {
+    // The site code read as a merchant kind: a code no vocabulary knows.
+    let mut rows = three_settlements(&format!(
+        "{MAPPING}merchant_kind = {{ column = \"site\" }}\n"
+    ));
+    while rows.next_row().unwrap().is_some() {}
+    let unknown = rows.take_unknown();
+    let (_, kind) = unknown
+        .fields()
+        .find(|(f, _)| *f == "merchant_kind")
+        .unwrap();
+    // S1, S2 (its first row converted before its second spoiled it) and S3.
+    assert_eq!((kind.seen, kind.unknown), (3, 3));
+    assert_eq!(kind.top(), vec![("H1", 3)]);
 }
