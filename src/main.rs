@@ -141,8 +141,8 @@ fn run_daemon(path: &std::path::Path, log_json: bool) -> Result<()> {
     result
 }
 
-fn run_replay(args: ReplayArgs) -> Result<()> {
-    let mut config = Config::load(args.config.as_deref()).context("invalid configuration")?;
+/// `--allowed-lateness` and `--detectors` applied to a loaded configuration.
+fn with_overrides(mut config: Config, args: &ReplayArgs) -> Result<Config> {
     if let Some(l) = &args.allowed_lateness {
         config.engine.allowed_lateness = humantime::parse_duration(l)
             .with_context(|| format!("--allowed-lateness {l:?} is not a duration"))?;
@@ -158,6 +158,15 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         config.detectors = config.detectors.only(&keep);
     }
     config.validate().context("invalid configuration")?;
+    Ok(config)
+}
+
+fn run_replay(args: ReplayArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
+    let config = with_overrides(config, &args)?;
+    if args.sweep.is_some() && !args.reconfigure_at.is_empty() {
+        bail!("--sweep and --reconfigure-at cannot be combined: the sweep's points would not follow the change");
+    }
     let opts = ReplayOptions {
         report: args.report.clone(),
         decode_threads: args.decode_threads,
@@ -170,7 +179,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         reconfigure: args
             .reconfigure_at
             .iter()
-            .map(|arg| reconfigure_at(arg))
+            .map(|arg| reconfigure_at(arg, &config, &args))
             .collect::<Result<_>>()?,
         ..input_options(args.input)?
     };
@@ -231,8 +240,13 @@ fn run_diff(args: DiffArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--reconfigure-at POSITION=FILE`.
-fn reconfigure_at(arg: &str) -> Result<swipeguard::replay::ReconfigureAt> {
+/// `--reconfigure-at POSITION=FILE`, under the same command-line overrides as the replay's own
+/// configuration; like a SIGHUP, it may change `[detectors]` only.
+fn reconfigure_at(
+    arg: &str,
+    running: &Config,
+    args: &ReplayArgs,
+) -> Result<swipeguard::replay::ReconfigureAt> {
     let (position, file) = arg
         .split_once('=')
         .with_context(|| format!("--reconfigure-at {arg:?}: expected POSITION=FILE"))?;
@@ -243,6 +257,10 @@ fn reconfigure_at(arg: &str) -> Result<swipeguard::replay::ReconfigureAt> {
     let path = std::path::Path::new(file.trim());
     let config = Config::load(Some(path))
         .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+    let config = with_overrides(config, args)?;
+    if let Some(key) = swipeguard::daemon::reload::outside_detectors(running, &config) {
+        bail!("--reconfigure-at {arg:?}: {key} changed: only [detectors] tables change at a position (as on SIGHUP)");
+    }
     Ok(swipeguard::replay::ReconfigureAt {
         position,
         config: config.engine_config(),

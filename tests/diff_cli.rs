@@ -184,6 +184,24 @@ fn replay_reconfigures_at_a_row_position_deterministically() {
         rapid(&one),
         rapid(&plain)
     );
+    // With nothing buffered (lateness 0), a change after the last record changes nothing, and
+    // one after the last but one changes at most the last record's alerts: the cut is exact.
+    let records = std::fs::read_to_string(&file).unwrap().lines().count();
+    let zero = ["--allowed-lateness", "0s"];
+    let unchanged = run(&zero).0;
+    let end = at(&records.to_string());
+    assert_eq!(
+        run(&[zero[0], zero[1], "--reconfigure-at", &end]).0,
+        unchanged
+    );
+    let past = swipeguard()
+        .arg("replay")
+        .arg(&file)
+        .args(["--reconfigure-at", &at(&(records + 1).to_string())])
+        .output()
+        .unwrap();
+    assert!(!past.status.success());
+    assert!(String::from_utf8_lossy(&past.stderr).contains(&format!("only {records} records")));
     let refused = swipeguard()
         .arg("replay")
         .arg(&file)

@@ -385,9 +385,11 @@ fn stream(m: Mix, lateness: i64) -> impl Strategy<Value = Vec<(Transaction, i64)
                     let person = format!("p{card}");
                     let stay = format!("stay-{card}-{}", code % 2);
                     b = match what {
-                        0 => b
-                            .refunded()
-                            .item(&format!("d{code}"), 10, &[&format!("t{code}")]),
+                        0 => b.person(&person).refunded().item(
+                            &format!("d{code}"),
+                            10,
+                            &[&format!("t{code}")],
+                        ),
                         1 => b.stay(EventType::Admission, &person, &stay),
                         2 => b.stay(EventType::Discharge, &person, &stay),
                         3 => b.cert(CertType::EVoucher),

@@ -150,6 +150,7 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let hangups = reload::listen();
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| DaemonError::Listen {
@@ -234,8 +235,14 @@ pub async fn run(
             source,
         })?;
 
-    if reload::any_shadow(&config.detectors) && !reload::topic_exists(&shared, &shared.shadow_topic)
-    {
+    let needs_shadow = reload::any_shadow(&config.live_engine_config().detectors);
+    let has_shadow = !needs_shadow || {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || reload::topic_exists(&shared, &shared.shadow_topic))
+            .await
+            .unwrap_or(false)
+    };
+    if needs_shadow && !has_shadow {
         shutdown.cancel();
         let _ = http.await;
         return Err(DaemonError::NoShadowTopic {
@@ -243,7 +250,12 @@ pub async fn run(
         });
     }
     if let Some(path) = config_path {
-        tokio::spawn(reload::on_sighup(path, shared.clone(), shutdown.clone()));
+        tokio::spawn(reload::on_sighup(
+            hangups,
+            path,
+            shared.clone(),
+            shutdown.clone(),
+        ));
     }
     // The pipeline is synchronous (the core is): it gets a thread of its own and blocks in the
     // consumer's poll; the async shell around it serves HTTP and signals.

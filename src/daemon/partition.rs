@@ -390,32 +390,37 @@ impl Partition {
         true
     }
 
-    /// Applies the live configuration `live` if the engine runs an older generation: at the
-    /// snapshot just encoded (forced for it), the engine becomes that snapshot restored under
-    /// `live` — what `replay --reconfigure-at POSITION=FILE` does. A partition that has read
-    /// nothing yet simply starts under `live`.
+    /// Applies the live configuration `live` if the engine runs an older generation: the
+    /// engine is snapshotted at the current position (that snapshot replaces one still waiting
+    /// to be written, and is the one written next) and becomes that snapshot restored under
+    /// `live` — what `replay --reconfigure-at POSITION=FILE` does. While an earlier snapshot is
+    /// being written it waits (a later tick applies it). A partition that has read nothing yet
+    /// simply starts under `live`.
     pub fn apply(&mut self, live: &super::reload::Live, metrics: &crate::metrics::Metrics) {
-        if self.generation == live.generation {
+        if self.generation == live.generation
+            || matches!(self.snapshot, Some(PendingSnapshot::Writing { .. }))
+        {
             return;
         }
-        let (bytes, position) = match (&self.snapshot, self.position) {
-            (
-                Some(PendingSnapshot::Waiting {
-                    bytes, position, ..
-                }),
-                _,
-            ) => (bytes, *position),
-            (_, None) => {
-                if let Ok(engine) = Engine::new(live.engine.clone()) {
-                    self.engine = engine;
-                    self.generation = live.generation;
-                }
-                return;
+        let Some(position) = self.position else {
+            if let Ok(engine) = Engine::new(live.engine.clone()) {
+                self.engine = engine;
+                self.generation = live.generation;
             }
-            // Wait for a snapshot encoded at the current position.
-            _ => return,
+            return;
         };
-        match Engine::restore(live.engine.clone(), bytes) {
+        // Encoded now, so that it holds every event read so far: an older waiting snapshot
+        // misses those read since, and restoring it would lose them.
+        let bytes = self.engine.snapshot(position as u64);
+        let restored = Engine::restore(live.engine.clone(), &bytes);
+        self.snapshot = Some(PendingSnapshot::Waiting {
+            bytes,
+            position,
+            sent_before: self.sent,
+        });
+        self.events_since_snapshot = 0;
+        self.last_snapshot_started = Instant::now();
+        match restored {
             Ok(r) => {
                 metrics.record_discarded(&r.discarded);
                 let discarded: Vec<&str> =

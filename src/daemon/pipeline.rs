@@ -208,16 +208,13 @@ fn maintain(
             }
             part.send_alerts(&ctx, &mut out.alerts)?;
         }
-        // A reloaded configuration is applied at a snapshot taken for it now.
-        let stale = part.generation != live.generation;
+        // A reloaded configuration is applied at a snapshot taken for it at the current position.
+        part.apply(&live, &shared.metrics);
         part.maybe_start_snapshot(
             cfg.engine.snapshot_every_events,
             cfg.engine.snapshot_every,
-            stale,
+            false,
         );
-        if stale {
-            part.apply(&live, &shared.metrics);
-        }
         advance_snapshot(shared, consumer, part)?;
         let lag = match (highs.get(&part.id), part.position) {
             (Some(high), Some(pos)) => (high - pos).max(0),

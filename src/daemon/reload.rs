@@ -32,8 +32,6 @@ pub struct Live {
     pub generation: u64,
     /// What the partitions run (the daemon's stages only).
     pub engine: EngineConfig,
-    /// The file's `[detectors]`, to compare the next reload with.
-    pub detectors: DetectorsConfig,
 }
 
 impl Live {
@@ -41,7 +39,6 @@ impl Live {
         Live {
             generation: 0,
             engine: config.live_engine_config(),
-            detectors: config.detectors.clone(),
         }
     }
 }
@@ -93,7 +90,8 @@ fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<St
     None
 }
 
-/// Whether any detector of `detectors` is in shadow mode.
+/// Whether any enabled detector of `detectors` is in shadow mode (pass the daemon's own:
+/// `Config::live_engine_config`, so that a replay-only detector asks for no topic).
 pub fn any_shadow(detectors: &DetectorsConfig) -> bool {
     swipeguard_detectors::registry::REGISTRY
         .iter()
@@ -112,12 +110,13 @@ fn candidate(path: &Path, shared: &Shared) -> Result<Option<Live>, ReloadRefused
         return Err(ReloadRefused::NeedsRestart { key });
     }
     let live = shared.live();
-    if new.detectors == live.detectors {
+    let engine = new.live_engine_config();
+    // Only what the daemon runs matters: a change to a replay-only detector is no change here.
+    if engine == live.engine {
         return Ok(None);
     }
-    let engine = new.live_engine_config();
     Engine::new(engine.clone()).map_err(|e| ReloadRefused::Invalid(e.to_string()))?;
-    if any_shadow(&new.detectors) {
+    if any_shadow(&engine.detectors) {
         let topic = shadow_topic(&shared.alerts_topic);
         if !topic_exists(shared, &topic) {
             return Err(ReloadRefused::NoShadowTopic { topic });
@@ -126,7 +125,6 @@ fn candidate(path: &Path, shared: &Shared) -> Result<Option<Live>, ReloadRefused
     Ok(Some(Live {
         generation: live.generation + 1,
         engine,
-        detectors: new.detectors,
     }))
 }
 
@@ -169,13 +167,38 @@ pub fn reload_once(path: &Path, shared: &Shared) {
     }
 }
 
-/// Reloads `path` on every SIGHUP until `shutdown`.
-pub async fn on_sighup(path: PathBuf, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// SIGHUPs, listened for from the start: one that arrives while the daemon still waits for
+/// its broker must not kill it (the signal's default), and is acted on once it runs.
+#[cfg(unix)]
+pub type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub type Hangups = Option<()>;
+
+/// Starts listening for SIGHUP.
+pub fn listen() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let hup = signal(SignalKind::hangup()).ok();
+        if hup.is_none() {
             tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+        }
+        hup
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Reloads `path` on every SIGHUP until `shutdown`.
+pub async fn on_sighup(
+    hangups: Hangups,
+    path: PathBuf,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        let Some(mut hup) = hangups else {
             return;
         };
         loop {
@@ -194,7 +217,7 @@ pub async fn on_sighup(path: PathBuf, shared: Arc<Shared>, shutdown: Cancellatio
     }
     #[cfg(not(unix))]
     {
-        let _ = (path, shared);
+        let _ = (hangups, path, shared);
         shutdown.cancelled().await;
     }
 }
@@ -226,5 +249,7 @@ mod tests {
             Some("engine.allowed_lateness")
         );
         assert!(any_shadow(&retuned.detectors) && !any_shadow(&running.detectors));
+        let replay_only = parse("[detectors.early_refill]\nshadow = true\n");
+        assert!(!any_shadow(&replay_only.live_engine_config().detectors));
     }
 }

@@ -242,8 +242,15 @@ pub(crate) fn run(
                 },
             )?;
         }
-        // Changes at or past the end apply before the final drain.
+        // A change at the end applies before the final drain; one past it names a position
+        // the input never reached.
         for change in changes {
+            if change.position > records {
+                return Err(ReplayError::Reconfigure {
+                    name: format!("{}={}", change.position, change.name),
+                    message: format!("the input has only {records} records"),
+                });
+            }
             sink.reconfigure(&mut runner, own, &mut running, change)?;
         }
         let read = batches.finish()?;

@@ -82,6 +82,30 @@ fn times_by_account(events: &[Transaction]) -> HashMap<String, Vec<(i64, usize)>
     by_account
 }
 
+/// Per person, the (admission, discharge) times of the stays already in `events`.
+fn stays_by_account(events: &[Transaction]) -> HashMap<String, Vec<(i64, i64)>> {
+    let mut admitted: HashMap<(String, String), i64> = HashMap::new();
+    let mut out: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for e in events {
+        let (Some(account), Some(visit)) = (e.account_id.as_deref(), e.visit_id()) else {
+            continue;
+        };
+        let key = (account.to_string(), visit.to_string());
+        match e.event_type() {
+            EventType::Admission => {
+                admitted.insert(key, e.ts.0);
+            }
+            EventType::Discharge => {
+                if let Some(a) = admitted.remove(&key) {
+                    out.entry(key.0).or_default().push((a, e.ts.0));
+                }
+            }
+            EventType::Settlement => {}
+        }
+    }
+    out
+}
+
 fn account_of(index: usize) -> String {
     format!("a{index:09}")
 }
@@ -165,6 +189,7 @@ pub fn legit_into(events: &mut Vec<Transaction>, roster: &Roster<'_>, seed: u64,
         return;
     }
     let mut by_account = times_by_account(events);
+    let mut spans = stays_by_account(events);
     let mut added = Vec::new();
     for k in 0..count {
         let mut rng = rng_for(seed, 0x1e91, k);
@@ -175,9 +200,14 @@ pub fn legit_into(events: &mut Vec<Transaction>, roster: &Roster<'_>, seed: u64,
         };
         times.sort_unstable();
         let start = rng.random_range(0..times.len());
+        let open = spans.get(&account).cloned().unwrap_or_default();
+        // A quiet spell of three days or more, not inside a stay the person already has.
         let gap = (0..times.len().saturating_sub(1))
             .map(|d| (start + d) % (times.len() - 1))
-            .find(|&j| times[j + 1].0 - times[j].0 >= 3 * DAY);
+            .find(|&j| {
+                let (from, to) = (times[j].0, times[j + 1].0);
+                to - from >= 3 * DAY && open.iter().all(|&(a, d)| d <= from || a >= to)
+            });
         let Some(j) = gap else {
             continue;
         };
@@ -191,6 +221,10 @@ pub fn legit_into(events: &mut Vec<Transaction>, roster: &Roster<'_>, seed: u64,
         let visit = format!("st{k:06}");
         let admitted = before + rng.random_range(2 * HOUR..12 * HOUR);
         let discharged = after.0 - rng.random_range(HOUR..6 * HOUR);
+        spans
+            .entry(account.clone())
+            .or_default()
+            .push((admitted, discharged));
         for (id, ts, t) in [
             (format!("ad{k:06}"), admitted, EventType::Admission),
             (format!("dc{k:06}"), discharged, EventType::Discharge),

@@ -91,10 +91,17 @@ impl EarlyRefillConfig {
                 "the tolerances must be shorter than the horizon",
             ));
         }
+        let cooldown = positive(&format!("{key}.cooldown"), self.cooldown)?;
+        if cooldown.0 > horizon.0 {
+            return Err(ConfigError::new(
+                format!("{key}.cooldown"),
+                "must not be longer than the horizon (a person forgotten would forget it)",
+            ));
+        }
         Ok(EarlyRefill {
             tolerance,
             chronic_tolerance,
-            cooldown: positive(&format!("{key}.cooldown"), self.cooldown)?,
+            cooldown,
             horizon,
         })
     }
@@ -201,6 +208,9 @@ impl Detector for EarlyRefill {
     type State = EarlyRefillState;
 
     fn observe(&self, state: &mut EarlyRefillState, tx: &Transaction, emit: &mut Emitter<'_>) {
+        // What the sweep may already have forgotten is forgotten here too, so that the group
+        // ceiling below sees the same supplies whether the sweep ran or not.
+        self.expire(state, tx.ts);
         if !settlement(tx) {
             return;
         }
