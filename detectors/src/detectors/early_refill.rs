@@ -498,9 +498,29 @@ mod tests {
     }
 
     #[test]
-    fn a_person_is_forgotten_after_the_horizon_and_bad_tolerances_are_refused() {
-        let mut cfg = EarlyRefillConfig::default();
-        cfg.tolerance = Duration::from_secs(500 * 86_400);
+    fn supply_is_counted_at_most_a_horizon_ahead_and_bad_tables_are_refused() {
+        // A 20-day horizon caps a 30-day box at day 20: on day 15 five days are left (early),
+        // on day 18 two (not), where without the cap twelve would be.
+        let mut engine = crate::testing::config_for(EarlyRefill::NAME);
+        engine.detectors.early_refill.horizon = Duration::from_secs(20 * 86_400);
+        let at = |day: f64| {
+            crate::testing::run_config(
+                engine.clone(),
+                vec![buy("b1", 0.0, 30).build(), buy("b2", day, 30).build()],
+            )
+            .0
+            .len()
+        };
+        assert_eq!((at(15.0), at(18.0)), (1, 0));
+        assert_eq!(
+            alerts(vec![buy("b1", 0.0, 30), buy("b2", 18.0, 30)]).len(),
+            1
+        );
+
+        let cfg = EarlyRefillConfig {
+            tolerance: Duration::from_secs(500 * 86_400),
+            ..EarlyRefillConfig::default()
+        };
         let err = cfg.build("detectors.early_refill").unwrap_err();
         assert!(err.to_string().contains("detectors.early_refill.tolerance"));
         assert!(EarlyRefillConfig {
@@ -509,6 +529,13 @@ mod tests {
         }
         .build("detectors.early_refill")
         .is_err());
+        let err = EarlyRefillConfig {
+            cooldown: Duration::from_secs(500 * 86_400),
+            ..EarlyRefillConfig::default()
+        }
+        .build("detectors.early_refill")
+        .unwrap_err();
+        assert!(err.to_string().contains("detectors.early_refill.cooldown"));
     }
 
     #[test]
