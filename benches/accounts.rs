@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 // Only its peak-RSS reader is needed here.
+#[path = "support/stage_bytes.rs"]
+mod stage_bytes;
 #[allow(dead_code)]
 #[path = "support/steady_cards.rs"]
 mod steady_cards;
@@ -71,24 +73,11 @@ fn main() {
             out.alerts.clear();
         }
     }
-    let stage = engine
-        .stages()
-        .iter()
-        .find(|s| s.kind() == KeyKind::Account)
-        .expect("the account stage runs");
-    let (held, _) = stage.held();
-    let (keys, parts) = stage.bytes_by_part();
-    let rss = peak_rss().unwrap_or(0).saturating_sub(rss_before);
-    let total = keys + parts.iter().map(|(_, b)| b).sum::<usize>();
-    let parts: Vec<String> = parts
-        .iter()
-        .map(|(d, b)| format!("{d}={}", b / held.max(1)))
-        .collect();
-    println!(
-        "accounts/{persons}: held={held} engine_bytes_per_person={} (keys={} {}) peak_rss_delta_bytes_per_person={}",
-        total / held.max(1),
-        keys / held.max(1),
-        parts.join(" "),
-        rss / held.max(1),
+    stage_bytes::report(
+        &format!("accounts/{persons}"),
+        "person",
+        &engine,
+        KeyKind::Account,
+        rss_before,
     );
 }

@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 // Only its peak-RSS reader is needed here.
+#[path = "support/stage_bytes.rs"]
+mod stage_bytes;
 #[allow(dead_code)]
 #[path = "support/steady_cards.rs"]
 mod steady_cards;
@@ -52,23 +54,11 @@ fn main() {
         engine.admit(e, &mut out);
         out.alerts.clear();
     }
-    let stage = engine
-        .stages()
-        .iter()
-        .find(|s| s.kind() == KeyKind::TraceCode)
-        .expect("the trace_code stage runs");
-    let (held, _) = stage.held();
-    let (keys, parts) = stage.bytes_by_part();
-    let rss = peak_rss().unwrap_or(0).saturating_sub(rss_before);
-    let parts: Vec<String> = parts
-        .iter()
-        .map(|(d, b)| format!("{d}={}", b / held.max(1)))
-        .collect();
-    println!(
-        "trace_codes/{codes}: held={held} engine_bytes_per_code={} (keys={} {}) peak_rss_delta_bytes_per_code={}",
-        (keys + stage.bytes_by_part().1.iter().map(|(_, b)| b).sum::<usize>()) / held.max(1),
-        keys / held.max(1),
-        parts.join(" "),
-        rss / held.max(1),
+    stage_bytes::report(
+        &format!("trace_codes/{codes}"),
+        "code",
+        &engine,
+        KeyKind::TraceCode,
+        rss_before,
     );
 }
