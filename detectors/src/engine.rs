@@ -177,6 +177,12 @@ pub struct Engine {
 impl Engine {
     /// Builds an engine, checking every configured value.
     pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
+        Engine::build(config, true)
+    }
+
+    /// `compact`: whether a traceability-code stage of `trace_code_resettled` alone keeps its
+    /// codes in a code book (always, but for the test that compares it with the key table).
+    pub(crate) fn build(config: EngineConfig, compact: bool) -> Result<Engine, ConfigError> {
         if config.max_tracked_cards == 0 {
             return Err(ConfigError::new(
                 "engine.max_tracked_cards",
@@ -222,7 +228,14 @@ impl Engine {
                 ));
             }
             let max = config.max_tracked(*kind)?;
+            let book = match compact {
+                true => code_book(*kind, &stores, &config.detectors, max)?,
+                false => None,
+            };
             let mut stage = Stage::new(*kind, lateness, max, stores, versions.clone());
+            if let Some(book) = book {
+                stage.use_code_book(book);
+            }
             stage.budgets = budgets;
             stages.push(stage);
         }
@@ -329,6 +342,32 @@ impl Engine {
             buffered_events,
             bytes: self.stages.iter().map(Stage::bytes).sum(),
         }
+    }
+}
+
+/// The compact store of a traceability-code stage that runs `trace_code_resettled` alone.
+fn code_book(
+    kind: KeyKind,
+    stores: &[Box<dyn Stored>],
+    detectors: &crate::config::DetectorsConfig,
+    max: usize,
+) -> Result<Option<crate::codebook::CodeBook>, ConfigError> {
+    use crate::detector::Detector;
+    use crate::detectors::trace_code_resettled::TraceCodeResettled;
+    match stores {
+        [only]
+            if kind == KeyKind::TraceCode && only.name().as_str() == TraceCodeResettled::NAME =>
+        {
+            let detector = detectors
+                .trace_code_resettled
+                .build("detectors.trace_code_resettled")?;
+            Ok(Some(crate::codebook::CodeBook::new(
+                detector,
+                only.name(),
+                max,
+            )))
+        }
+        _ => Ok(None),
     }
 }
 

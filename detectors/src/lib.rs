@@ -21,6 +21,7 @@
 
 pub mod budget;
 mod chunked;
+mod codebook;
 pub mod config;
 pub mod detector;
 pub mod detectors;
@@ -28,6 +29,7 @@ pub mod engine;
 mod intern;
 mod keys;
 pub mod model;
+mod packed;
 pub mod registry;
 pub mod reject;
 pub mod reorder;

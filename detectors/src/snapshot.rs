@@ -216,6 +216,25 @@ fn encode<'s>(
 }
 
 fn stage_body(stage: &Stage, config: &EngineConfig) -> StageBody<'static> {
+    if let Some(book) = &stage.codes {
+        // The generic layout: the stage's keys, then the detector's section over them.
+        let name = book.name();
+        return StageBody {
+            kind: stage.kind,
+            watermark: stage.watermark.clone(),
+            last_released: stage.last_released.clone(),
+            clock: stage.clock,
+            pending: stage.pending.iter().cloned().collect(),
+            keys: book.keys().map(|(k, t)| (Text::new(k), t)).collect(),
+            sweep: None,
+            sections: vec![Section {
+                name: std::borrow::Cow::Borrowed(name.as_str()),
+                version: name.registration().version,
+                fingerprint: detector_fingerprint(&config.detectors, name),
+                states: Block(std::borrow::Cow::Owned(book.encode())),
+            }],
+        };
+    }
     let keys: Vec<(Text, EventTime)> = stage
         .keys
         .iter()
@@ -266,6 +285,15 @@ impl Engine {
 
     /// Rebuilds an engine from `bytes` under `config`.
     pub fn restore(config: EngineConfig, bytes: &[u8]) -> Result<Restored, SnapshotError> {
+        Engine::restore_built(config, bytes, true)
+    }
+
+    /// [`Engine::restore`] into an engine built with or without a code book ([`Engine::build`]).
+    pub(crate) fn restore_built(
+        config: EngineConfig,
+        bytes: &[u8],
+        compact: bool,
+    ) -> Result<Restored, SnapshotError> {
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or(SnapshotError::BadMagic)?;
@@ -290,7 +318,7 @@ impl Engine {
         };
         let config_changed = format != 1 && body.config_fingerprint != config_fingerprint(&config)
             || format == 1 && body.config_fingerprint != legacy_v1::fingerprint(&config);
-        let mut engine = Engine::new(config)?;
+        let mut engine = Engine::build(config, compact)?;
         let mut discarded = Vec::new();
         for snap in body.stages {
             match engine.stages.iter_mut().find(|s| s.kind == snap.kind) {
@@ -341,6 +369,9 @@ fn restore_stage(
     }
     stage.pending = pending;
 
+    if stage.codes.is_some() {
+        return restore_codes(stage, snap.keys, snap.sections, config, discarded);
+    }
     // Under a lower ceiling, the most recently seen keys are kept.
     let skip = snap.keys.len().saturating_sub(stage.keys.max());
     stage.keys.reserve(snap.keys.len() - skip);
@@ -428,6 +459,41 @@ fn restore_stage(
             .count() as u32
     });
     stage.keys.set_sweep_position(kept_before);
+}
+
+/// The keys and sections of a traceability-code stage into its code book: the section of
+/// `trace_code_resettled` is loaded under the same rules as any other, the rest discarded.
+fn restore_codes(
+    stage: &mut Stage,
+    keys: Vec<(Text, EventTime)>,
+    sections: Vec<Section<'_>>,
+    config: &EngineConfig,
+    discarded: &mut Vec<Discarded>,
+) {
+    let Some(book) = stage.codes.as_mut() else {
+        return;
+    };
+    let name = book.name();
+    let skip = keys.len().saturating_sub(book.max());
+    for section in sections {
+        let reason = if section.name != name.as_str() {
+            Some(DiscardReason::NotRunning)
+        } else if section.version != name.registration().version {
+            Some(DiscardReason::Version)
+        } else if section.fingerprint != detector_fingerprint(&config.detectors, name) {
+            Some(DiscardReason::Config)
+        } else if book.decode(&section.states.0, &keys, skip).is_err() {
+            Some(DiscardReason::Corrupt)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            discarded.push(Discarded {
+                detector: section.name.to_string(),
+                reason,
+            });
+        }
+    }
 }
 
 #[cfg(test)]
