@@ -9,6 +9,7 @@
 //! callbacks run inside its consumer poll, when it holds no lock. The async shell around it
 //! serves HTTP and turns signals into the shutdown value.
 
+pub mod delivery;
 pub mod kafka;
 pub mod partition;
 pub mod pipeline;
@@ -30,7 +31,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use kafka::{KafkaSetupError, Producer, ProducerCtx};
-use partition::{Ctx, Partition};
+use partition::{Ctx, Partition, SnapshotCtx};
 use rebalance::ConsumerCtx;
 use snapshots::SnapshotStore;
 
@@ -42,7 +43,7 @@ pub enum DaemonError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
-    Send(#[from] partition::SendError),
+    Send(#[from] delivery::SendError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -115,6 +116,8 @@ pub struct Shared {
     pub dead_letter_topic: Arc<str>,
     /// The live detection configuration (replaced by a SIGHUP reload).
     pub live: Mutex<reload::Live>,
+    /// The runtime whose timer bounds the pipeline's waits for delivery reports.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -138,6 +141,16 @@ impl Shared {
             shadow_topic: &self.shadow_topic,
             dead_letter_topic: &self.dead_letter_topic,
             log_limiter: &self.log_limiter,
+            runtime: &self.runtime,
+        }
+    }
+
+    pub fn snapshot_ctx(&self) -> SnapshotCtx<'_> {
+        SnapshotCtx {
+            producer: &self.snapshot_producer,
+            store: &self.snapshots,
+            metrics: &self.metrics,
+            runtime: &self.runtime,
         }
     }
 }
@@ -222,6 +235,7 @@ pub async fn run(
         shadow_topic: reload::shadow_topic(&config.kafka.alerts_topic).into(),
         dead_letter_topic: config.kafka.dead_letter_topic.as_str().into(),
         live: Mutex::new(reload::Live::new(&config)),
+        runtime: tokio::runtime::Handle::current(),
         metrics,
         health,
         config: config.clone(),

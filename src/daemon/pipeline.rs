@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::util::Timeout;
@@ -13,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use swipeguard_detectors::Output;
 use tokio_util::sync::CancellationToken;
 
-use super::partition::{send, Partition, PendingSnapshot, SendError};
+use super::partition::{Finalized, Partition, SendError};
 use super::rebalance::ConsumerCtx;
 use super::{DaemonError, Shared};
 
@@ -32,47 +31,23 @@ pub fn finalize(
     deadline: Instant,
     commit: &dyn Fn(i32, i64) -> KafkaResult<()>,
 ) -> bool {
-    let ctx = shared.ctx();
-    while part.in_flight() > 0 {
-        if Instant::now() > deadline || part.poll_acks(&ctx).is_err() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let Some(position) = part.position else {
-        return true;
+    let (position, bytes) = match part.finalize(&shared.ctx(), &shared.snapshot_ctx(), deadline) {
+        Finalized::Untouched => return true,
+        Finalized::TimedOut => return false,
+        Finalized::Committable { position, bytes } => (position, bytes),
     };
-    let bytes = part.engine.snapshot(position as u64);
-    let records = shared.snapshots.chunks(part.id, position, &bytes);
-    for record in &records {
-        let Ok(mut future) = send(&shared.snapshot_producer, record) else {
-            return false;
-        };
-        loop {
-            match (&mut future).now_or_never() {
-                Some(Ok(Ok(_))) => break,
-                Some(_) => match send(&shared.snapshot_producer, record) {
-                    Ok(f) => future = f,
-                    Err(_) => return false,
-                },
-                None if Instant::now() > deadline => return false,
-                None => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
-    }
-    shared.metrics.snapshots.with_label_values(&["ok"]).inc();
     shared
         .metrics
         .snapshot_bytes
         .with_label_values(&[&part.id.to_string()])
-        .set(bytes.len() as i64);
+        .set(bytes as i64);
     match commit(part.id, position) {
         Ok(()) => {
             shared.metrics.commits.with_label_values(&["ok"]).inc();
             tracing::info!(
                 partition = part.id,
                 position,
-                bytes = bytes.len(),
+                bytes,
                 "partition snapshotted and committed"
             );
             true
@@ -96,87 +71,23 @@ fn commit_async(
     consumer.commit(&tpl, CommitMode::Async)
 }
 
-/// Moves a partition's pending snapshot one step: write it once what precedes it is
-/// acknowledged; commit once its chunks are.
+/// Moves a partition's snapshot along and commits the position it makes committable.
 fn advance_snapshot(
     shared: &Shared,
     consumer: &BaseConsumer<ConsumerCtx>,
     part: &mut Partition,
 ) -> Result<(), SendError> {
-    match part.snapshot.take() {
-        None => {}
-        Some(PendingSnapshot::Waiting {
-            bytes,
-            position,
-            sent_before,
-        }) if part.acked() >= sent_before => {
-            let records = shared.snapshots.chunks(part.id, position, &bytes);
-            let futures = records
-                .iter()
-                .map(|r| send(&shared.snapshot_producer, r).map(Some))
-                .collect::<Result<Vec<_>, _>>()?;
-            part.snapshot = Some(PendingSnapshot::Writing {
-                futures,
-                records,
-                position,
-                size: bytes.len(),
-            });
-        }
-        Some(waiting @ PendingSnapshot::Waiting { .. }) => part.snapshot = Some(waiting),
-        Some(PendingSnapshot::Writing {
-            mut futures,
-            records,
-            position,
-            size,
-        }) => {
-            let mut pending = false;
-            for (slot, record) in futures.iter_mut().zip(&records) {
-                let Some(future) = slot else { continue };
-                match future.now_or_never() {
-                    Some(Ok(Ok(_))) => *slot = None,
-                    None => pending = true,
-                    Some(_) => {
-                        shared
-                            .metrics
-                            .snapshots
-                            .with_label_values(&["failed"])
-                            .inc();
-                        shared
-                            .metrics
-                            .delivery_failures
-                            .with_label_values(&[&shared.snapshots.topic])
-                            .inc();
-                        *slot = Some(send(&shared.snapshot_producer, record)?);
-                        pending = true;
-                    }
-                }
-            }
-            if pending {
-                part.snapshot = Some(PendingSnapshot::Writing {
-                    futures,
-                    records,
-                    position,
-                    size,
-                });
-                return Ok(());
-            }
-            shared.metrics.snapshots.with_label_values(&["ok"]).inc();
-            part.last_snapshot_acked = Some(Instant::now());
-            part.last_snapshot_bytes = size;
-            match commit_async(consumer, &shared.swipes_topic, part.id, position) {
-                Ok(()) => shared.metrics.commits.with_label_values(&["ok"]).inc(),
-                Err(e) => {
-                    shared.metrics.commits.with_label_values(&["failed"]).inc();
-                    tracing::warn!(partition = part.id, error = %e, "commit failed; the next snapshot commits again");
-                }
-            }
+    let Some(position) = part.advance_snapshot(&shared.snapshot_ctx())? else {
+        return Ok(());
+    };
+    match commit_async(consumer, &shared.swipes_topic, part.id, position) {
+        Ok(()) => shared.metrics.commits.with_label_values(&["ok"]).inc(),
+        Err(e) => {
+            shared.metrics.commits.with_label_values(&["failed"]).inc();
+            tracing::warn!(partition = part.id, error = %e, "commit failed; the next snapshot commits again");
         }
     }
     Ok(())
-}
-
-fn total_released(out: &Output) -> u64 {
-    out.counts.stages.iter().map(|s| s.released).sum()
 }
 
 /// One tick: acknowledgements, idle watermarks, snapshots, counters, gauges and health.
@@ -198,16 +109,7 @@ fn maintain(
     let live = shared.live();
     for part in parts.values_mut() {
         part.poll_acks(&ctx)?;
-        if !part.idle_advanced && part.last_message.elapsed() >= cfg.engine.idle_watermark_after {
-            let released = total_released(out);
-            part.engine.advance_idle(out);
-            part.idle_advanced = true;
-            if total_released(out) > released {
-                // The state moved without a message: make the time cadence snapshot it.
-                part.events_since_snapshot = part.events_since_snapshot.max(1);
-            }
-            part.send_alerts(&ctx, &mut out.alerts)?;
-        }
+        part.advance_idle(&ctx, cfg.engine.idle_watermark_after, out)?;
         // A reloaded configuration is applied at a snapshot taken for it at the current position.
         part.apply(&live, &shared.metrics);
         part.maybe_start_snapshot(
@@ -216,7 +118,7 @@ fn maintain(
             false,
         );
         advance_snapshot(shared, consumer, part)?;
-        let lag = match (highs.get(&part.id), part.position) {
+        let lag = match (highs.get(&part.id), part.position()) {
             (Some(high), Some(pos)) => (high - pos).max(0),
             (Some(high), None) => *high,
             _ => 0,
@@ -244,7 +146,7 @@ fn set_gauges(shared: &Shared, part: &Partition, lag: i64, all: bool) {
     let m = &shared.metrics;
     // In flight before buffered: a scrape renders buffered first (by name), so a buffered
     // reading of 0 is never paired with an in-flight reading older than it.
-    let (tracked, buffered) = part.engine.counts_held();
+    let (tracked, buffered) = part.engine().counts_held();
     m.in_flight_records
         .with_label_values(&[&p])
         .set(part.in_flight() as i64);
@@ -257,20 +159,16 @@ fn set_gauges(shared: &Shared, part: &Partition, lag: i64, all: bool) {
     }
     m.state_bytes
         .with_label_values(&[&p])
-        .set(part.engine.state_size().bytes as i64);
+        .set(part.engine().state_size().bytes as i64);
     m.consumer_lag
         .with_label_values(&[&shared.swipes_topic, &p])
         .set(lag);
     m.snapshot_bytes
         .with_label_values(&[&p])
-        .set(part.last_snapshot_bytes as i64);
-    let age = part
-        .last_snapshot_acked
-        .unwrap_or(part.last_snapshot_started)
-        .elapsed()
-        .as_secs_f64();
+        .set(part.last_snapshot_bytes() as i64);
+    let age = part.snapshot_age().as_secs_f64();
     m.snapshot_age.with_label_values(&[&p]).set(age);
-    let watermark = part.engine.watermark().0;
+    let watermark = part.engine().watermark().0;
     if watermark > i64::MIN / 2 {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -286,6 +184,16 @@ fn poll_all_acks(shared: &Shared) -> Result<(), SendError> {
     let ctx = shared.ctx();
     for part in shared.partitions().values_mut() {
         part.poll_acks(&ctx)?;
+    }
+    Ok(())
+}
+
+/// Waits until `deadline` for the oldest delivery report of the partition with most in flight.
+fn wait_for_an_ack(shared: &Shared, deadline: Instant) -> Result<(), SendError> {
+    let ctx = shared.ctx();
+    let mut parts = shared.partitions();
+    if let Some(part) = parts.values_mut().max_by_key(|p| p.in_flight()) {
+        part.wait_ack(&ctx, deadline)?;
     }
     Ok(())
 }
@@ -322,9 +230,11 @@ pub fn run(
     let mut last_gauges = Instant::now();
     while !shutdown.is_cancelled() {
         if in_flight(shared) >= shared.config.daemon.max_in_flight {
-            // Back-pressure: consume nothing until the broker has acknowledged enough.
-            std::thread::sleep(Duration::from_millis(2));
+            // Back-pressure: consume nothing until the broker has acknowledged enough; wait
+            // for the oldest report of the busiest partition, at most until the next tick.
+            wait_for_an_ack(shared, last_tick + TICK)?;
             maintain(shared, consumer, &mut out, false)?;
+            last_tick = Instant::now();
             continue;
         }
         // Wait for a message at most until the next tick (and briefly while deliveries are

@@ -84,10 +84,9 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
                     bytes = bytes.len(),
                     "restored partition from snapshot"
                 );
-                let mut p = Partition::new(partition, r.engine, Some(r.position as i64));
+                let mut p =
+                    Partition::restored(partition, r.engine, r.position as i64, bytes.len());
                 p.generation = live.generation;
-                p.last_snapshot_acked = Some(Instant::now());
-                p.last_snapshot_bytes = bytes.len();
                 return p;
             }
             Err(e) => {
@@ -138,7 +137,7 @@ impl ConsumerCtx {
         }
         for id in ids {
             let part = restore(shared, id);
-            if let Some(position) = part.position {
+            if let Some(position) = part.position() {
                 if let Err(e) =
                     tpl.set_partition_offset(&shared.swipes_topic, id, Offset::Offset(position))
                 {

@@ -8,95 +8,36 @@
 //! topic never has an unacknowledged alert behind it: restoring it and reprocessing from its
 //! position loses nothing and re-sends the same alert ids.
 
+mod snapshotting;
+
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::DeliveryFuture;
-use rdkafka::util::Timeout;
 use swipeguard_detectors::{Admission, Alert, Engine, EventMeta, Output, RejectReason};
 
+pub use super::delivery::SendError;
+use super::delivery::{DeliveryCtx, Outbox};
 use super::kafka::{copy_headers, OwnedRecord, Producer};
 use crate::codec::{decode_event, DecodeLimits, Rejected};
 use crate::encode::encode_alert;
 use crate::metrics::Metrics;
-
-/// Why something could not be sent at all (not a failed delivery, which is retried).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot send to {topic}: {source}")]
-pub struct SendError {
-    pub topic: String,
-    pub source: rdkafka::error::KafkaError,
-}
-
-/// Sends a record, waiting while the producer's queue is full.
-pub fn send(producer: &Producer, record: &OwnedRecord) -> Result<DeliveryFuture, SendError> {
-    loop {
-        match producer.send_result(record.to_future_record()) {
-            Ok(f) => return Ok(f),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                _,
-            )) => {
-                producer.poll(Timeout::After(Duration::from_millis(5)));
-            }
-            Err((e, _)) => {
-                return Err(SendError {
-                    topic: record.topic.to_string(),
-                    source: e,
-                })
-            }
-        }
-    }
-}
-
-/// A message on its way to the broker.
-struct InFlight {
-    future: DeliveryFuture,
-    record: OwnedRecord,
-    /// For latency metrics when it is an alert: when its triggering event was released, and the
-    /// event's own bookkeeping.
-    alert: Option<(Instant, EventMeta)>,
-}
-
-/// A snapshot on its way to the snapshot topic.
-pub enum PendingSnapshot {
-    /// Encoded; waits until everything sent before it is acknowledged.
-    Waiting {
-        bytes: Vec<u8>,
-        position: i64,
-        sent_before: u64,
-    },
-    /// Written; waits for its chunks' acknowledgements, then the offset is committed.
-    /// A chunk's future is `None` once acknowledged.
-    Writing {
-        futures: Vec<Option<DeliveryFuture>>,
-        records: Vec<OwnedRecord>,
-        position: i64,
-        size: usize,
-    },
-}
+use snapshotting::PendingSnapshot;
+pub use snapshotting::{Finalized, SnapshotCtx};
 
 pub struct Partition {
     pub id: i32,
     pub engine: Engine,
     /// Next offset to process; `None` until the first message when starting from the reset policy.
-    pub position: Option<i64>,
-    in_flight: VecDeque<InFlight>,
-    /// Records sent, and acknowledged in send order (a prefix), since assignment.
-    sent: u64,
-    acked: u64,
-    pub snapshot: Option<PendingSnapshot>,
-    pub events_since_snapshot: u64,
-    pub last_snapshot_started: Instant,
-    pub last_snapshot_acked: Option<Instant>,
-    pub last_snapshot_bytes: usize,
-    pub last_message: Instant,
-    pub idle_advanced: bool,
+    position: Option<i64>,
+    outbox: Outbox,
+    snapshot: Option<PendingSnapshot>,
+    events_since_snapshot: u64,
+    last_snapshot_started: Instant,
+    last_snapshot_acked: Option<Instant>,
+    last_snapshot_bytes: usize,
+    last_message: Instant,
+    idle_advanced: bool,
     /// The live configuration generation the engine runs (see `super::reload`).
     pub generation: u64,
 }
@@ -110,6 +51,8 @@ pub struct Ctx<'a> {
     pub shadow_topic: &'a std::sync::Arc<str>,
     pub dead_letter_topic: &'a std::sync::Arc<str>,
     pub log_limiter: &'a crate::telemetry::LogLimiter,
+    /// The runtime whose timer bounds waits for delivery reports.
+    pub runtime: &'a tokio::runtime::Handle,
 }
 
 fn wall_ms() -> i64 {
@@ -125,9 +68,7 @@ impl Partition {
             id,
             engine,
             position,
-            in_flight: VecDeque::new(),
-            sent: 0,
-            acked: 0,
+            outbox: Outbox::default(),
             snapshot: None,
             events_since_snapshot: 0,
             last_snapshot_started: now,
@@ -140,16 +81,50 @@ impl Partition {
         }
     }
 
+    /// A partition restored from a snapshot of `bytes` bytes at `position` (it counts as the
+    /// newest acknowledged snapshot).
+    pub fn restored(id: i32, engine: Engine, position: i64, bytes: usize) -> Partition {
+        let mut p = Partition::new(id, engine, Some(position));
+        p.last_snapshot_acked = Some(Instant::now());
+        p.last_snapshot_bytes = bytes;
+        p
+    }
+
+    /// Next offset to process (`None` before the first message when starting from the reset
+    /// policy).
+    pub fn position(&self) -> Option<i64> {
+        self.position
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Records sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.outbox.in_flight()
     }
 
-    pub fn sent(&self) -> u64 {
-        self.sent
+    /// Bytes of the last snapshot acknowledged.
+    pub fn last_snapshot_bytes(&self) -> usize {
+        self.last_snapshot_bytes
     }
 
-    pub fn acked(&self) -> u64 {
-        self.acked
+    /// Since when the newest snapshot has been acknowledged (or started, if none was).
+    pub fn snapshot_age(&self) -> Duration {
+        self.last_snapshot_acked
+            .unwrap_or(self.last_snapshot_started)
+            .elapsed()
+    }
+
+    fn delivery<'a>(&self, ctx: &Ctx<'a>) -> DeliveryCtx<'a> {
+        DeliveryCtx {
+            producer: ctx.producer,
+            metrics: ctx.metrics,
+            log_limiter: ctx.log_limiter,
+            runtime: ctx.runtime,
+            partition: self.id,
+        }
     }
 
     fn push(
@@ -158,14 +133,40 @@ impl Partition {
         record: OwnedRecord,
         alert: Option<(Instant, EventMeta)>,
     ) -> Result<(), SendError> {
-        let future = send(ctx.producer, &record)?;
-        self.in_flight.push_back(InFlight {
-            future,
-            record,
-            alert,
-        });
-        self.sent += 1;
-        Ok(())
+        self.outbox.push(ctx.producer, record, alert)
+    }
+
+    /// Takes acknowledged deliveries, without waiting.
+    pub fn poll_acks(&mut self, ctx: &Ctx<'_>) -> Result<(), SendError> {
+        let delivery = self.delivery(ctx);
+        self.outbox.take_acked(&delivery)
+    }
+
+    /// Waits up to `deadline` for the oldest delivery report; whether one came.
+    pub fn wait_ack(&mut self, ctx: &Ctx<'_>, deadline: Instant) -> Result<bool, SendError> {
+        let delivery = self.delivery(ctx);
+        self.outbox.wait_oldest(&delivery, deadline)
+    }
+
+    /// Live mode's idle advance (DESIGN §3), once per quiet spell of `after`: the watermark
+    /// moves to the newest event time seen and what it releases is sent.
+    pub fn advance_idle(
+        &mut self,
+        ctx: &Ctx<'_>,
+        after: Duration,
+        out: &mut Output,
+    ) -> Result<(), SendError> {
+        if self.idle_advanced || self.last_message.elapsed() < after {
+            return Ok(());
+        }
+        let released = total_released(out);
+        self.engine.advance_idle(out);
+        self.idle_advanced = true;
+        if total_released(out) > released {
+            // The state moved without a message: make the time cadence snapshot it.
+            self.events_since_snapshot = self.events_since_snapshot.max(1);
+        }
+        self.send_alerts(ctx, &mut out.alerts)
     }
 
     /// Sends the alerts the engine produced.
@@ -312,133 +313,8 @@ impl Partition {
         }
         self.send_alerts(ctx, &mut out.alerts)
     }
+}
 
-    /// Takes acknowledged records off the front; records whose delivery failed are sent again.
-    pub fn poll_acks(&mut self, ctx: &Ctx<'_>) -> Result<(), SendError> {
-        while let Some(front) = self.in_flight.front_mut() {
-            let failure = match (&mut front.future).now_or_never() {
-                None => break,
-                Some(Ok(Ok(_))) => None,
-                Some(Ok(Err((e, _)))) => Some(e.to_string()),
-                Some(Err(_)) => Some("delivery report lost".to_string()),
-            };
-            if let Some(error) = failure {
-                ctx.metrics
-                    .delivery_failures
-                    .with_label_values(&[&front.record.topic])
-                    .inc();
-                if let Some(suppressed) = ctx.log_limiter.allow("delivery failed") {
-                    tracing::warn!(topic = %front.record.topic, partition = self.id, %error, suppressed, "delivery failed; sending again");
-                }
-                front.future = send(ctx.producer, &front.record)?;
-                break;
-            }
-            if let Some((released, meta)) = front.alert {
-                let now_ms = wall_ms();
-                let h = &ctx.metrics.event_to_alert;
-                h.with_label_values(&["release"])
-                    .observe(released.elapsed().as_secs_f64());
-                if meta.arrived_at_ms > 0 {
-                    h.with_label_values(&["arrival"])
-                        .observe((now_ms - meta.arrived_at_ms).max(0) as f64 / 1000.0);
-                }
-                if meta.produced_at_ms > 0 {
-                    h.with_label_values(&["produce"])
-                        .observe((now_ms - meta.produced_at_ms).max(0) as f64 / 1000.0);
-                }
-            }
-            self.in_flight.pop_front();
-            self.acked += 1;
-        }
-        Ok(())
-    }
-
-    /// Encodes a snapshot now if one is due and none is on its way.
-    pub fn maybe_start_snapshot(
-        &mut self,
-        every_events: u64,
-        every: Duration,
-        force: bool,
-    ) -> bool {
-        let Some(position) = self.position else {
-            return false;
-        };
-        if self.snapshot.is_some() {
-            return false;
-        }
-        let due = self.events_since_snapshot >= every_events
-            || (self.events_since_snapshot > 0 && self.last_snapshot_started.elapsed() >= every);
-        if !(force || due) {
-            return false;
-        }
-        let encoding = Instant::now();
-        let bytes = self.engine.snapshot(position as u64);
-        tracing::debug!(
-            partition = self.id,
-            position,
-            bytes = bytes.len(),
-            took_ms = encoding.elapsed().as_millis() as u64,
-            "snapshot encoded"
-        );
-        self.snapshot = Some(PendingSnapshot::Waiting {
-            bytes,
-            position,
-            sent_before: self.sent,
-        });
-        self.events_since_snapshot = 0;
-        self.last_snapshot_started = Instant::now();
-        true
-    }
-
-    /// Applies the live configuration `live` if the engine runs an older generation: the
-    /// engine is snapshotted at the current position (that snapshot replaces one still waiting
-    /// to be written, and is the one written next) and becomes that snapshot restored under
-    /// `live` — what `replay --reconfigure-at POSITION=FILE` does. While an earlier snapshot is
-    /// being written it waits (a later tick applies it). A partition that has read nothing yet
-    /// simply starts under `live`.
-    pub fn apply(&mut self, live: &super::reload::Live, metrics: &crate::metrics::Metrics) {
-        if self.generation == live.generation
-            || matches!(self.snapshot, Some(PendingSnapshot::Writing { .. }))
-        {
-            return;
-        }
-        let Some(position) = self.position else {
-            if let Ok(engine) = Engine::new(live.engine.clone()) {
-                self.engine = engine;
-                self.generation = live.generation;
-            }
-            return;
-        };
-        // Encoded now, so that it holds every event read so far: an older waiting snapshot
-        // misses those read since, and restoring it would lose them.
-        let bytes = self.engine.snapshot(position as u64);
-        let restored = Engine::restore(live.engine.clone(), &bytes);
-        self.snapshot = Some(PendingSnapshot::Waiting {
-            bytes,
-            position,
-            sent_before: self.sent,
-        });
-        self.events_since_snapshot = 0;
-        self.last_snapshot_started = Instant::now();
-        match restored {
-            Ok(r) => {
-                metrics.record_discarded(&r.discarded);
-                let discarded: Vec<&str> =
-                    r.discarded.iter().map(|d| d.detector.as_str()).collect();
-                self.engine = r.engine;
-                self.generation = live.generation;
-                tracing::info!(
-                    partition = self.id,
-                    position,
-                    generation = live.generation,
-                    started_empty = %discarded.join(","),
-                    "configuration applied at this snapshot position (replay --reconfigure-at {position}=<file> reproduces it)"
-                );
-            }
-            Err(e) => {
-                tracing::error!(partition = self.id, position, error = %e, "cannot apply the new configuration; keeping the running one");
-                self.generation = live.generation;
-            }
-        }
-    }
+fn total_released(out: &Output) -> u64 {
+    out.counts.stages.iter().map(|s| s.released).sum()
 }
