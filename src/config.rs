@@ -55,6 +55,9 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Compacted topic of per-partition engine snapshots (key = partition).
     pub snapshot_topic: String,
+    /// Prefix of the internal re-keyed topics `<prefix>.by-<key>` that feed the stages keyed by
+    /// something other than the card (DESIGN §11), when `daemon.live_stages` is on.
+    pub internal_topic_prefix: String,
     /// Any librdkafka property, passed through untouched (TLS, SASL, timeouts…).
     pub client: BTreeMap<String, String>,
 }
@@ -68,6 +71,7 @@ impl Default for KafkaConfig {
             alerts_topic: "swipeguard.alerts".into(),
             dead_letter_topic: "swipeguard.dead-letter".into(),
             snapshot_topic: "swipeguard.snapshots".into(),
+            internal_topic_prefix: "swipeguard".into(),
             client: BTreeMap::new(),
         }
     }
@@ -125,6 +129,10 @@ pub struct DaemonConfig {
     pub ready_max_lag: i64,
     /// Largest piece a snapshot is cut into on the snapshot topic, bytes.
     pub snapshot_chunk_bytes: usize,
+    /// Run the detectors keyed by terminal, account and traceability code live, as stages fed
+    /// through `<kafka.internal_topic_prefix>.by-<key>` topics (DESIGN §11). Off: they run in
+    /// replay only. Off by default while their crash and scale-out guarantees are being proven.
+    pub live_stages: bool,
 }
 
 impl Default for DaemonConfig {
@@ -135,6 +143,7 @@ impl Default for DaemonConfig {
             max_in_flight: 100_000,
             ready_max_lag: 100_000,
             snapshot_chunk_bytes: 512 * 1024,
+            live_stages: false,
         }
     }
 }
@@ -329,24 +338,38 @@ impl Config {
         Ok(())
     }
 
-    /// What one partition's engine needs.
-    /// The engine the daemon runs per partition of the swipes topic: the card stage. The other
-    /// stages need their events brought together by key across partitions (DESIGN §11), which
-    /// the daemon does not do yet; they run in replay.
+    /// The detectors the daemon runs, every stage's: the card stage reads the swipes topic;
+    /// with `daemon.live_stages` the other stages run too, each partition of each stage with
+    /// this configuration restricted to its key ([`stage_engine_config`]). Without it they run
+    /// in replay only.
     pub fn live_engine_config(&self) -> EngineConfig {
         let mut c = self.engine_config();
-        c.detectors = c
-            .detectors
-            .only_keys(&[swipeguard_detectors::KeyKind::Card]);
+        c.detectors = c.detectors.only_keys(&self.live_kinds());
         c
+    }
+
+    /// The key kinds whose stages the daemon runs: the card's, and with `daemon.live_stages`
+    /// every other kind with an enabled detector.
+    pub fn live_kinds(&self) -> Vec<swipeguard_detectors::KeyKind> {
+        use swipeguard_detectors::KeyKind;
+        KeyKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| {
+                *k == KeyKind::Card
+                    || self.daemon.live_stages
+                        && self.detectors.enabled().iter().any(|d| d.key() == *k)
+            })
+            .collect()
     }
 
     /// Enabled detectors that the daemon does not run (see [`Config::live_engine_config`]).
     pub fn replay_only_detectors(&self) -> Vec<swipeguard_detectors::DetectorName> {
+        let live = self.live_kinds();
         self.detectors
             .enabled()
             .into_iter()
-            .filter(|d| d.key() != swipeguard_detectors::KeyKind::Card)
+            .filter(|d| !live.contains(&d.key()))
             .collect()
     }
 
@@ -430,3 +453,13 @@ fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(),
 
 #[cfg(test)]
 mod tests;
+
+/// One stage's share of the daemon's engine configuration: its detectors only.
+pub fn stage_engine_config(
+    live: &EngineConfig,
+    kind: swipeguard_detectors::KeyKind,
+) -> EngineConfig {
+    let mut c = live.clone();
+    c.detectors = c.detectors.only_keys(&[kind]);
+    c
+}

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub kafka_tx_errors: IntGaugeVec,
     pub kafka_rx_messages: IntGaugeVec,
     pub kafka_tx_messages: IntGaugeVec,
+    pub forwarded: IntCounterVec,
+    pub redelivered: IntCounterVec,
 }
 
 /// Names of every metric, for the tests that check dashboards and rules against the catalogue.
@@ -90,6 +92,8 @@ pub const NAMES: &[&str] = &[
     "swipeguard_state_discarded_total",
     "swipeguard_alerts_withheld_total",
     "swipeguard_config_reloads_total",
+    "swipeguard_forwarded_records_total",
+    "swipeguard_redelivered_records_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -335,6 +339,18 @@ impl Metrics {
                 "Configuration reloads on SIGHUP, by result: accepted (applied at each partition's next snapshot), unchanged, refused (the running configuration kept).",
                 &["result"],
             )?,
+            forwarded: counter_vec(
+                &r,
+                NAMES[33],
+                "Admitted events the card stage forwarded to another live stage's internal topic (one per owning partition), by stage.",
+                &["stage"],
+            )?,
+            redelivered: counter_vec(
+                &r,
+                NAMES[34],
+                "Forwarded events a stage partition had taken already (an upstream partition restarted and forwarded them again); dropped, by stage.",
+                &["stage"],
+            )?,
             registry: r,
         };
         m.touch_label_sets();
@@ -363,6 +379,10 @@ impl Metrics {
             for s in Severity::ALL {
                 self.alerts.with_label_values(&[d.as_str(), s.as_str()]);
             }
+        }
+        for kind in KeyKind::ALL.iter().filter(|k| **k != KeyKind::Card) {
+            self.forwarded.with_label_values(&[kind.as_str()]);
+            self.redelivered.with_label_values(&[kind.as_str()]);
         }
         for from in ["release", "arrival", "produce"] {
             self.event_to_alert.with_label_values(&[from]);
@@ -433,8 +453,8 @@ impl Metrics {
     }
 
     /// Drops the per-partition series of a partition this daemon no longer owns.
-    pub fn forget_partition(&self, topic: &str, partition: i32) {
-        let p = partition.to_string();
+    pub fn forget_partition(&self, topic: &str, label: &str) {
+        let p = label.to_string();
         let _ = self.consumer_lag.remove_label_values(&[topic, &p]);
         for g in [
             &self.tracked_cards,

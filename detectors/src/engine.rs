@@ -306,6 +306,14 @@ impl Engine {
         }
     }
 
+    /// Runs every stage as partition `partition` of `partitions` of a downstream stage (see
+    /// [`Stage::run_downstream`]).
+    pub fn run_downstream(&mut self, partition: u32, partitions: u32) {
+        for s in &mut self.stages {
+            s.run_downstream(partition, partitions);
+        }
+    }
+
     /// Idle advance (live mode only) of every stage.
     pub fn advance_idle(&mut self, out: &mut Output) {
         for s in &mut self.stages {

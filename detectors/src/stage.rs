@@ -64,6 +64,19 @@ pub struct Stage {
     pub(crate) record_scores: bool,
     /// The alert budgets of the stage's detectors (DESIGN §14).
     pub(crate) budgets: Budgets,
+    /// The watermark moves only by [`Stage::advance_watermark`] (a stage fed through an
+    /// internal topic, whose watermark is its upstream partitions' minimum), not by events.
+    external_watermark: bool,
+    /// The keys this stage partition owns, as (partition, partitions) of [`partition_of`]
+    /// (`None`: every key). An event reaches a stage partition when it owns one of its keys;
+    /// the others are another partition's.
+    owned: Option<(u32, u32)>,
+}
+
+/// Which of `partitions` partitions of a stage holds `key` (DESIGN §11): a stable hash of the
+/// key, the same in every process and version (it decides where state lives).
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    crate::detector::stable_hash32(key) % partitions.max(1)
 }
 
 /// Calls `f` with each key of `kind` the event carries.
@@ -129,6 +142,8 @@ impl Stage {
             released: 0,
             record_scores: false,
             budgets: Budgets::default(),
+            external_watermark: false,
+            owned: None,
         }
     }
 
@@ -140,6 +155,18 @@ impl Stage {
         self.stores = Vec::new();
         self.expiry_span = Millis(0);
         self.codes = Some(book);
+    }
+
+    /// Makes this a downstream stage partition (DESIGN §11): its watermark moves only by
+    /// [`Stage::advance_watermark`], and it looks only at the keys of `partition` of
+    /// `partitions`. Not part of snapshots: the daemon sets it on every engine it runs so.
+    pub fn run_downstream(&mut self, partition: u32, partitions: u32) {
+        self.external_watermark = true;
+        self.owned = Some((partition, partitions));
+    }
+
+    fn owns(&self, key: &str) -> bool {
+        self.owned.is_none_or(|(p, n)| partition_of(key, n) == p)
     }
 
     /// How long an idle key is kept: the longest horizon of the stage's detectors.
@@ -241,7 +268,11 @@ impl Stage {
             return refused;
         }
         counts.accepted += 1;
-        self.watermark.observe(tx.ts);
+        if self.external_watermark {
+            self.watermark.note(tx.ts);
+        } else {
+            self.watermark.observe(tx.ts);
+        }
         if self.pending.is_empty() && tx.ts <= self.watermark.value() {
             // Nothing waits ahead of it: release without buffering (lateness 0, in order).
             self.release(tx, out);
@@ -255,7 +286,7 @@ impl Stage {
     /// Idle advance (live mode only): the watermark jumps to the newest event time seen,
     /// releasing everything buffered.
     pub fn advance_idle(&mut self, out: &mut Output) {
-        if self.watermark.advance_to_newest() {
+        if !self.external_watermark && self.watermark.advance_to_newest() {
             self.release_ready(out);
         }
     }
@@ -313,7 +344,11 @@ impl Stage {
         out.counts.stage_mut(self.kind).released += 1;
         let kind = self.kind;
         let first_alert = out.alerts.len();
-        for_each_key(kind, &tx, |key| self.observe(key, &tx, out));
+        for_each_key(kind, &tx, |key| {
+            if self.owns(key) {
+                self.observe(key, &tx, out)
+            }
+        });
         self.budgets
             .gate(&mut out.alerts, first_alert, &mut out.counts);
         self.last_released = Some((tx.ts, tx.event_id));

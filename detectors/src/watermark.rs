@@ -58,6 +58,12 @@ impl Watermark {
         }
     }
 
+    /// Takes an admitted event's time into account without moving the watermark (a stage
+    /// whose watermark comes from upstream: DESIGN §11).
+    pub fn note(&mut self, ts: EventTime) {
+        self.newest = self.newest.max(ts);
+    }
+
     /// Idle advance: the watermark jumps to the newest event time seen. Returns whether it moved.
     pub fn advance_to_newest(&mut self) -> bool {
         self.advance_to(self.newest)

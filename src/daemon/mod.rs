@@ -1,6 +1,7 @@
 //! `swipeguard run`: the daemon beside the fund's bus (DESIGN §5).
 //!
-//! One consumer-group member reads the swipes topic; each assigned partition gets its own
+//! One consumer-group member reads the swipes topic (and, with `daemon.live_stages`, the
+//! internal topics of the other stages: [`stages`]); each assigned partition gets its own
 //! [`Engine`](swipeguard_detectors::Engine), restored from the newest snapshot on assignment and
 //! snapshotted on a cadence, on revocation and on shutdown. Alerts go to the alerts topic and
 //! invalid, late and duplicate events to the dead-letter topic through one idempotent producer;
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod rebalance;
 pub mod reload;
 pub mod snapshots;
+pub mod stages;
 pub mod startup;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +36,7 @@ use kafka::{KafkaSetupError, Producer, ProducerCtx};
 use partition::{Ctx, Partition, SnapshotCtx};
 use rebalance::ConsumerCtx;
 use snapshots::SnapshotStore;
+use stages::{Downstream, PartitionId};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,13 @@ pub enum DaemonError {
         snapshot_topic: String,
         snapshot: i32,
     },
+    #[error("the internal topic {topic} has {partitions} partitions but the swipes topic {swipes_topic} has {swipes}: a stage's partitions must match the swipes topic's; recreate it with {swipes} (it holds only forwarded events and watermarks)")]
+    InternalPartitionMismatch {
+        topic: String,
+        partitions: i32,
+        swipes_topic: String,
+        swipes: i32,
+    },
     #[error("kafka refused {what}: {reason}; check the credentials, certificates and ACLs in [kafka.client]")]
     Refused { what: String, reason: String },
     #[error("the pipeline thread panicked (a bug: please report it)")]
@@ -86,7 +96,8 @@ impl DaemonError {
             DaemonError::NoSwipesTopic { .. }
             | DaemonError::NoShadowTopic { .. }
             | DaemonError::CannotCreateTopic { .. }
-            | DaemonError::PartitionMismatch { .. } => crate::exit::KAFKA_RESOURCE,
+            | DaemonError::PartitionMismatch { .. }
+            | DaemonError::InternalPartitionMismatch { .. } => crate::exit::KAFKA_RESOURCE,
             DaemonError::Refused { .. } => crate::exit::KAFKA_REFUSED,
             _ => crate::exit::FAILURE,
         }
@@ -103,10 +114,16 @@ pub struct Shared {
     /// Snapshots, on a connection of their own: megabytes of state never queue ahead of an alert.
     pub snapshot_producer: Producer,
     pub snapshots: SnapshotStore,
-    pub partitions: Mutex<BTreeMap<i32, Partition>>,
-    /// High watermarks of the swipes partitions, from the consumer's statistics.
-    pub high_watermarks: Mutex<HashMap<i32, i64>>,
+    pub partitions: Mutex<BTreeMap<PartitionId, Partition>>,
+    /// High watermarks of the partitions read, from the consumer's statistics.
+    pub high_watermarks: Mutex<HashMap<PartitionId, i64>>,
     pub limits: DecodeLimits,
+    /// Decoding of forwarded events (their ids are hashed already).
+    pub internal_limits: DecodeLimits,
+    /// The live stages other than the card's, with their internal topics.
+    pub downstreams: Vec<Downstream>,
+    /// Partitions of the swipes topic (and of every internal topic).
+    pub swipes_partitions: u32,
     /// Error and warning logs of the pipeline and the Kafka clients, at most one per kind per 10 s.
     pub log_limiter: crate::telemetry::LogLimiter,
     pub swipes_topic: String,
@@ -123,7 +140,7 @@ pub struct Shared {
 impl Shared {
     /// The partitions, even if a panic poisoned the lock (their state is still consistent: every
     /// mutation is a single engine call or queue push).
-    pub fn partitions(&self) -> MutexGuard<'_, BTreeMap<i32, Partition>> {
+    pub fn partitions(&self) -> MutexGuard<'_, BTreeMap<PartitionId, Partition>> {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -142,7 +159,36 @@ impl Shared {
             dead_letter_topic: &self.dead_letter_topic,
             log_limiter: &self.log_limiter,
             runtime: &self.runtime,
+            downstreams: &self.downstreams,
+            partitions: self.swipes_partitions,
+            internal_limits: &self.internal_limits,
         }
+    }
+
+    /// The stage partition a record of `topic` belongs to (`None`: not a topic read here).
+    pub fn partition_of(&self, topic: &str, id: i32) -> Option<PartitionId> {
+        if topic == self.swipes_topic {
+            return Some(PartitionId::card(id));
+        }
+        self.downstreams
+            .iter()
+            .find(|d| &*d.topic == topic)
+            .map(|d| PartitionId { stage: d.kind, id })
+    }
+
+    /// The topic a stage partition reads.
+    pub fn topic_of(&self, stage: swipeguard_detectors::KeyKind) -> Arc<str> {
+        self.downstreams
+            .iter()
+            .find(|d| d.kind == stage)
+            .map_or_else(|| self.swipes_topic.as_str().into(), |d| d.topic.clone())
+    }
+
+    /// Every topic the consumer reads.
+    pub fn topics(&self) -> Vec<&str> {
+        std::iter::once(self.swipes_topic.as_str())
+            .chain(self.downstreams.iter().map(|d| &*d.topic))
+            .collect()
     }
 
     pub fn snapshot_ctx(&self) -> SnapshotCtx<'_> {
@@ -183,7 +229,7 @@ pub async fn run(
         let names: Vec<&str> = replay_only.iter().map(|d| d.as_str()).collect();
         tracing::warn!(
             detectors = %names.join(","),
-            "these detectors are keyed by something other than the card and run in replay only until the daemon has live stages"
+            "these detectors are keyed by something other than the card and run in replay only (daemon.live_stages = true runs them live)"
         );
     }
     let topics = match startup::connect(&config, &health, &shutdown).await {
@@ -229,6 +275,20 @@ pub async fn run(
         partitions: Mutex::new(BTreeMap::new()),
         high_watermarks: Mutex::new(HashMap::new()),
         limits: config.decode_limits(),
+        internal_limits: crate::codec::DecodeLimits {
+            hasher: None,
+            ..config.decode_limits()
+        },
+        downstreams: config
+            .live_kinds()
+            .into_iter()
+            .filter(|k| *k != swipeguard_detectors::KeyKind::Card)
+            .map(|kind| Downstream {
+                kind,
+                topic: stages::internal_topic(&config.kafka.internal_topic_prefix, kind).into(),
+            })
+            .collect(),
+        swipes_partitions: topics.swipes.max(1) as u32,
         log_limiter: crate::telemetry::LogLimiter::new(std::time::Duration::from_secs(10)),
         swipes_topic: config.kafka.swipes_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.as_str().into(),

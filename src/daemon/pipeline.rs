@@ -39,13 +39,13 @@ pub fn finalize(
     shared
         .metrics
         .snapshot_bytes
-        .with_label_values(&[&part.id.to_string()])
+        .with_label_values(&[&part.label()])
         .set(bytes as i64);
     match commit(part.id, position) {
         Ok(()) => {
             shared.metrics.commits.with_label_values(&["ok"]).inc();
             tracing::info!(
-                partition = part.id,
+                partition = %part.label(),
                 position,
                 bytes,
                 "partition snapshotted and committed"
@@ -54,7 +54,7 @@ pub fn finalize(
         }
         Err(e) => {
             shared.metrics.commits.with_label_values(&["failed"]).inc();
-            tracing::error!(partition = part.id, position, error = %e, "commit failed");
+            tracing::error!(partition = %part.label(), position, error = %e, "commit failed");
             false
         }
     }
@@ -80,11 +80,11 @@ fn advance_snapshot(
     let Some(position) = part.advance_snapshot(&shared.snapshot_ctx())? else {
         return Ok(());
     };
-    match commit_async(consumer, &shared.swipes_topic, part.id, position) {
+    match commit_async(consumer, &part.topic, part.id, position) {
         Ok(()) => shared.metrics.commits.with_label_values(&["ok"]).inc(),
         Err(e) => {
             shared.metrics.commits.with_label_values(&["failed"]).inc();
-            tracing::warn!(partition = part.id, error = %e, "commit failed; the next snapshot commits again");
+            tracing::warn!(partition = %part.label(), error = %e, "commit failed; the next snapshot commits again");
         }
     }
     Ok(())
@@ -109,7 +109,11 @@ fn maintain(
     let live = shared.live();
     for part in parts.values_mut() {
         part.poll_acks(&ctx)?;
-        part.advance_idle(&ctx, cfg.engine.idle_watermark_after, out)?;
+        // A downstream stage partition's watermark is its upstream partitions' (their markers).
+        if part.stage == swipeguard_detectors::KeyKind::Card {
+            part.advance_idle(&ctx, cfg.engine.idle_watermark_after, out)?;
+            part.publish_watermark(&ctx)?;
+        }
         // A reloaded configuration is applied at a snapshot taken for it at the current position.
         part.apply(&live, &shared.metrics);
         part.maybe_start_snapshot(
@@ -118,7 +122,7 @@ fn maintain(
             false,
         );
         advance_snapshot(shared, consumer, part)?;
-        let lag = match (highs.get(&part.id), part.position()) {
+        let lag = match (highs.get(&part.pid()), part.position()) {
             (Some(high), Some(pos)) => (high - pos).max(0),
             (Some(high), None) => *high,
             _ => 0,
@@ -142,7 +146,7 @@ fn maintain(
 /// unacknowledged) is exact as of every tick; the byte estimate (a pass over the state) and the
 /// rest refresh when `all` is set, every [`GAUGES_EVERY`].
 fn set_gauges(shared: &Shared, part: &Partition, lag: i64, all: bool) {
-    let p = part.id.to_string();
+    let p = part.label();
     let m = &shared.metrics;
     // In flight before buffered: a scrape renders buffered first (by name), so a buffered
     // reading of 0 is never paired with an in-flight reading older than it.
@@ -161,7 +165,7 @@ fn set_gauges(shared: &Shared, part: &Partition, lag: i64, all: bool) {
         .with_label_values(&[&p])
         .set(part.engine().state_size().bytes as i64);
     m.consumer_lag
-        .with_label_values(&[&shared.swipes_topic, &p])
+        .with_label_values(&[&*part.topic, &p])
         .set(lag);
     m.snapshot_bytes
         .with_label_values(&[&p])
@@ -211,10 +215,13 @@ fn process(
     use rdkafka::message::Message;
     let ctx = shared.ctx();
     let mut parts = shared.partitions();
-    match parts.get_mut(&msg.partition()) {
-        Some(part) if msg.topic() == shared.swipes_topic => part.process(&ctx, msg, out),
+    let part = shared
+        .partition_of(msg.topic(), msg.partition())
+        .and_then(|pid| parts.get_mut(&pid));
+    match part {
+        Some(part) => part.process(&ctx, msg, out),
         // A message of a partition already revoked: its new owner reprocesses it.
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
@@ -224,7 +231,7 @@ pub fn run(
     consumer: &BaseConsumer<ConsumerCtx>,
     shutdown: &CancellationToken,
 ) -> Result<(), DaemonError> {
-    consumer.subscribe(&[&shared.swipes_topic])?;
+    consumer.subscribe(&shared.topics())?;
     let mut out = Output::default();
     let mut last_tick = Instant::now();
     let mut last_gauges = Instant::now();
@@ -285,9 +292,10 @@ pub fn run(
     let mut all = true;
     let mut parts = std::mem::take(&mut *shared.partitions());
     for part in parts.values_mut() {
+        let topic = part.topic.clone();
         let commit = |p: i32, offset: i64| {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&shared.swipes_topic, p, Offset::Offset(offset))?;
+            tpl.add_partition_offset(&topic, p, Offset::Offset(offset))?;
             consumer.commit(&tpl, CommitMode::Sync)
         };
         all &= finalize(shared, part, deadline, &commit);

@@ -18,6 +18,7 @@ use swipeguard_detectors::Engine;
 use super::kafka::record_statistics;
 use super::partition::Partition;
 use super::pipeline::finalize;
+use super::stages::{unframe, PartitionId};
 use super::Shared;
 
 pub struct ConsumerCtx {
@@ -28,15 +29,18 @@ impl ClientContext for ConsumerCtx {
     fn stats(&self, stats: Statistics) {
         let up = record_statistics(&self.shared.metrics, "consumer", &stats);
         self.shared.health.set_broker_up(up > 0);
-        if let Some(topic) = stats.topics.get(&self.shared.swipes_topic) {
-            let mut highs = self
-                .shared
-                .high_watermarks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+        let mut highs = self
+            .shared
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (name, topic) in &stats.topics {
             for (p, s) in &topic.partitions {
-                if *p >= 0 && s.hi_offset >= 0 {
-                    highs.insert(*p, s.hi_offset);
+                if *p < 0 || s.hi_offset < 0 {
+                    continue;
+                }
+                if let Some(pid) = self.shared.partition_of(name, *p) {
+                    highs.insert(pid, s.hi_offset);
                 }
             }
         }
@@ -53,13 +57,17 @@ impl ClientContext for ConsumerCtx {
 }
 
 /// Builds the engine of a newly assigned partition: from its newest snapshot if there is one.
-fn restore(shared: &Shared, partition: i32) -> Partition {
+fn restore(shared: &Shared, pid: PartitionId) -> Partition {
     let live = shared.live();
-    let config = live.engine.clone();
+    let config = crate::config::stage_engine_config(&live.engine, pid.stage);
     let fresh = || Engine::new(config.clone());
     let timeout = shared.config.daemon.revoke_timeout;
-    match shared.snapshots.read_latest(partition, timeout) {
-        Ok(Some(bytes)) => match Engine::restore(config.clone(), &bytes) {
+    let topic = shared.topic_of(pid.stage);
+    let n = shared.swipes_partitions;
+    let partition = pid.label();
+    let partition = partition.as_str();
+    match shared.snapshots.read_latest(partition, pid.id, timeout) {
+        Ok(Some(bytes)) => match Engine::restore(config.clone(), unframe(&bytes).1) {
             Ok(r) => {
                 shared
                     .metrics
@@ -84,8 +92,16 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
                     bytes = bytes.len(),
                     "restored partition from snapshot"
                 );
-                let mut p =
-                    Partition::restored(partition, r.engine, r.position as i64, bytes.len());
+                let upstreams = unframe(&bytes).0;
+                let mut p = Partition::restored(
+                    pid,
+                    topic,
+                    n,
+                    r.engine,
+                    upstreams,
+                    r.position as i64,
+                    bytes.len(),
+                );
                 p.generation = live.generation;
                 return p;
             }
@@ -108,7 +124,7 @@ fn restore(shared: &Shared, partition: i32) -> Partition {
     }
     match fresh() {
         Ok(engine) => {
-            let mut p = Partition::new(partition, engine, None);
+            let mut p = Partition::new(pid, topic, n, engine, None);
             p.generation = live.generation;
             p
         }
@@ -126,25 +142,24 @@ fn unreachable_config(e: swipeguard_detectors::ConfigError) -> Partition {
 impl ConsumerCtx {
     fn on_assign(&self, tpl: &mut TopicPartitionList) {
         let shared = &self.shared;
-        let ids: Vec<i32> = tpl
+        let ids: Vec<PartitionId> = tpl
             .elements()
             .iter()
-            .filter(|e| e.topic() == shared.swipes_topic)
-            .map(|e| e.partition())
+            .filter_map(|e| shared.partition_of(e.topic(), e.partition()))
             .collect();
         for _ in &ids {
             shared.health.restoring_started();
         }
-        for id in ids {
-            let part = restore(shared, id);
+        for pid in ids {
+            let part = restore(shared, pid);
             if let Some(position) = part.position() {
                 if let Err(e) =
-                    tpl.set_partition_offset(&shared.swipes_topic, id, Offset::Offset(position))
+                    tpl.set_partition_offset(&part.topic, pid.id, Offset::Offset(position))
                 {
-                    tracing::error!(partition = id, error = %e, "cannot set the start offset");
+                    tracing::error!(partition = %pid.label(), error = %e, "cannot set the start offset");
                 }
             }
-            shared.partitions().insert(id, part);
+            shared.partitions().insert(pid, part);
             shared.health.restoring_done();
         }
         shared
@@ -158,21 +173,20 @@ impl ConsumerCtx {
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.config.daemon.revoke_timeout;
-        let ids: Vec<i32> = tpl
+        let ids: Vec<PartitionId> = tpl
             .elements()
             .iter()
-            .filter(|e| e.topic() == shared.swipes_topic)
-            .map(|e| e.partition())
+            .filter_map(|e| shared.partition_of(e.topic(), e.partition()))
             .collect();
         let mut parts = shared.partitions();
-        for id in ids {
-            if let Some(mut part) = parts.remove(&id) {
-                let commit =
-                    |p: i32, offset: i64| commit_sync(consumer, &shared.swipes_topic, p, offset);
+        for pid in ids {
+            if let Some(mut part) = parts.remove(&pid) {
+                let topic = part.topic.clone();
+                let commit = |p: i32, offset: i64| commit_sync(consumer, &topic, p, offset);
                 if !finalize(shared, &mut part, deadline, &commit) {
-                    tracing::error!(partition = id, "revocation: could not flush and snapshot in time; the next owner reprocesses from the previous snapshot");
+                    tracing::error!(partition = %pid.label(), "revocation: could not flush and snapshot in time; the next owner reprocesses from the previous snapshot");
                 }
-                shared.metrics.forget_partition(&shared.swipes_topic, id);
+                shared.metrics.forget_partition(&topic, &pid.label());
             }
         }
         shared.metrics.partitions_assigned.set(parts.len() as i64);

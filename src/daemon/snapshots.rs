@@ -70,8 +70,16 @@ impl SnapshotStore {
         partition.rem_euclid(self.partitions)
     }
 
-    /// The chunks of one snapshot, ready to send in order.
-    pub fn chunks(&self, partition: i32, position: i64, bytes: &[u8]) -> Vec<OwnedRecord> {
+    /// The chunks of one snapshot of the stage partition named `slot` (the swipes partition's
+    /// number for the card stage, `<key>/<number>` for another stage's `partition`), ready to
+    /// send in order.
+    pub fn chunks(
+        &self,
+        slot: &str,
+        partition: i32,
+        position: i64,
+        bytes: &[u8],
+    ) -> Vec<OwnedRecord> {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -88,13 +96,10 @@ impl SnapshotStore {
             .map(|(i, piece)| OwnedRecord {
                 topic: self.topic.clone(),
                 partition: Some(self.target(partition)),
-                key: Some(format!("{partition}/{i}").into_bytes()),
+                key: Some(format!("{slot}/{i}").into_bytes()),
                 payload: piece.to_vec(),
                 headers: vec![
-                    (
-                        Cow::Borrowed(H_PARTITION),
-                        partition.to_string().into_bytes(),
-                    ),
+                    (Cow::Borrowed(H_PARTITION), slot.as_bytes().to_vec()),
                     (Cow::Borrowed(H_ID), id.clone().into_bytes()),
                     (Cow::Borrowed(H_CHUNK), i.to_string().into_bytes()),
                     (Cow::Borrowed(H_CHUNKS), count.to_string().into_bytes()),
@@ -104,9 +109,10 @@ impl SnapshotStore {
             .collect()
     }
 
-    /// The newest complete snapshot of swipes partition `partition`, if any.
+    /// The newest complete snapshot of the stage partition `slot` (number `partition`), if any.
     pub fn read_latest(
         &self,
+        slot: &str,
         partition: i32,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, SnapshotReadError> {
@@ -121,7 +127,7 @@ impl SnapshotStore {
         let mut window = 256i64;
         loop {
             let start = (high - window).max(low);
-            if let Some(found) = self.scan(&consumer, partition, target, start, high, deadline)? {
+            if let Some(found) = self.scan(&consumer, slot, target, start, high, deadline)? {
                 return Ok(Some(found));
             }
             if start == low {
@@ -135,7 +141,7 @@ impl SnapshotStore {
     fn scan(
         &self,
         consumer: &BaseConsumer,
-        partition: i32,
+        slot: &str,
         target: i32,
         start: i64,
         high: i64,
@@ -144,7 +150,7 @@ impl SnapshotStore {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, target, Offset::Offset(start))?;
         consumer.assign(&tpl)?;
-        let wanted = partition.to_string();
+        let wanted = slot;
         // The snapshot being assembled: (id, chunks expected, pieces so far).
         let mut current: Option<(String, usize, Vec<u8>, usize)> = None;
         let mut latest: Option<Vec<u8>> = None;
@@ -161,7 +167,7 @@ impl SnapshotStore {
                 Err(e) => return Err(e.into()),
             };
             let offset = msg.offset();
-            if header_str(&msg, H_PARTITION) == Some(wanted.as_str()) {
+            if header_str(&msg, H_PARTITION) == Some(wanted) {
                 let id = header_str(&msg, H_ID).unwrap_or_default().to_string();
                 let index: usize = header_str(&msg, H_CHUNK)
                     .and_then(|v| v.parse().ok())

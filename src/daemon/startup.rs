@@ -212,7 +212,6 @@ struct Clients {
 
 /// One try: metadata of the swipes and snapshot topics, creating the latter if missing.
 async fn attempt(config: &Config, clients: &Clients) -> Result<Attempt, DaemonError> {
-    let last = &clients.last;
     let swipes_topic = config.kafka.swipes_topic.as_str();
     let snapshot_topic = config.kafka.snapshot_topic.as_str();
     let swipes = match partition_count(clients, swipes_topic).await? {
@@ -233,56 +232,9 @@ async fn attempt(config: &Config, clients: &Clients) -> Result<Attempt, DaemonEr
         }
         Lookup::Unanswered(reason) => return Ok(Attempt::Retry(reason)),
     };
-    let snapshot = match partition_count(clients, snapshot_topic).await? {
-        Lookup::Partitions(n) => n,
-        Lookup::Unanswered(reason) => return Ok(Attempt::Retry(reason)),
-        Lookup::Unusable(code) => {
-            return Err(DaemonError::CannotCreateTopic {
-                topic: snapshot_topic.to_string(),
-                partitions: swipes,
-                error: code.to_string(),
-            })
-        }
-        Lookup::Missing => {
-            let topic = NewTopic::new(snapshot_topic, swipes, TopicReplication::Fixed(1))
-                .set("cleanup.policy", "compact");
-            let options = AdminOptions::new().request_timeout(Some(ATTEMPT_TIMEOUT * 5));
-            let results = match clients.admin.create_topics([&topic], &options).await {
-                Ok(results) => results,
-                Err(e) => return Ok(Attempt::Retry(retry_reason(e, last)?)),
-            };
-            for result in results {
-                let Err((_, code)) = result else { continue };
-                match classify(code) {
-                    _ if code == RDKafkaErrorCode::TopicAlreadyExists => {}
-                    Fault::Transient => {
-                        return Ok(Attempt::Retry(format!(
-                            "creating the snapshot topic {snapshot_topic}: {code}"
-                        )))
-                    }
-                    Fault::Refused | Fault::Permanent => {
-                        return Err(DaemonError::CannotCreateTopic {
-                            topic: snapshot_topic.to_string(),
-                            partitions: swipes,
-                            error: code.to_string(),
-                        })
-                    }
-                }
-            }
-            match partition_count(clients, snapshot_topic).await? {
-                Lookup::Partitions(n) => {
-                    tracing::info!(topic = %snapshot_topic, partitions = n, "created the snapshot topic");
-                    n
-                }
-                // Created but not yet in the metadata: look again on the next attempt.
-                Lookup::Missing | Lookup::Unusable(_) => {
-                    return Ok(Attempt::Retry(format!(
-                        "the snapshot topic {snapshot_topic} is created but not yet visible"
-                    )))
-                }
-                Lookup::Unanswered(reason) => return Ok(Attempt::Retry(reason)),
-            }
-        }
+    let snapshot = match ensure_topic(clients, snapshot_topic, swipes, true).await? {
+        Ok(n) => n,
+        Err(reason) => return Ok(Attempt::Retry(reason)),
     };
     if snapshot != swipes {
         return Err(DaemonError::PartitionMismatch {
@@ -292,7 +244,75 @@ async fn attempt(config: &Config, clients: &Clients) -> Result<Attempt, DaemonEr
             snapshot,
         });
     }
+    for kind in config.live_kinds() {
+        if kind == swipeguard_detectors::KeyKind::Card {
+            continue;
+        }
+        let topic = super::stages::internal_topic(&config.kafka.internal_topic_prefix, kind);
+        let n = match ensure_topic(clients, &topic, swipes, false).await? {
+            Ok(n) => n,
+            Err(reason) => return Ok(Attempt::Retry(reason)),
+        };
+        if n != swipes {
+            return Err(DaemonError::InternalPartitionMismatch {
+                topic,
+                partitions: n,
+                swipes_topic: swipes_topic.to_string(),
+                swipes,
+            });
+        }
+    }
     Ok(Attempt::Ready(Topics { swipes, snapshot }))
+}
+
+/// `topic`'s partition count, creating it with `partitions` (compacted or not) if it is
+/// missing; `Err(reason)` when the broker must be asked again.
+async fn ensure_topic(
+    clients: &Clients,
+    topic: &str,
+    partitions: i32,
+    compacted: bool,
+) -> Result<Result<i32, String>, DaemonError> {
+    let last = &clients.last;
+    let cannot = |error: String| DaemonError::CannotCreateTopic {
+        topic: topic.to_string(),
+        partitions,
+        error,
+    };
+    match partition_count(clients, topic).await? {
+        Lookup::Partitions(n) => return Ok(Ok(n)),
+        Lookup::Unanswered(reason) => return Ok(Err(reason)),
+        Lookup::Unusable(code) => return Err(cannot(code.to_string())),
+        Lookup::Missing => {}
+    }
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    if compacted {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().request_timeout(Some(ATTEMPT_TIMEOUT * 5));
+    let results = match clients.admin.create_topics([&new], &options).await {
+        Ok(results) => results,
+        Err(e) => return Ok(Err(retry_reason(e, last)?)),
+    };
+    for result in results {
+        let Err((_, code)) = result else { continue };
+        match classify(code) {
+            _ if code == RDKafkaErrorCode::TopicAlreadyExists => {}
+            Fault::Transient => return Ok(Err(format!("creating the topic {topic}: {code}"))),
+            Fault::Refused | Fault::Permanent => return Err(cannot(code.to_string())),
+        }
+    }
+    match partition_count(clients, topic).await? {
+        Lookup::Partitions(n) => {
+            tracing::info!(%topic, partitions = n, "created the topic");
+            Ok(Ok(n))
+        }
+        // Created but not yet in the metadata: look again on the next attempt.
+        Lookup::Missing | Lookup::Unusable(_) => Ok(Err(format!(
+            "the topic {topic} is created but not yet visible"
+        ))),
+        Lookup::Unanswered(reason) => Ok(Err(reason)),
+    }
 }
 
 enum Lookup {

@@ -586,6 +586,18 @@ pub fn simulate(cards: u64, days: u32, seed: u64) -> Vec<String> {
 
 /// Replays lines offline; returns the alert JSON lines.
 pub fn replay_lines(dir: &Path, lines: &[String], config: Option<&Path>) -> Vec<String> {
+    // The daemon runs the card stage only unless `daemon.live_stages` is on (DESIGN §11): what
+    // it must equal is replay's card alerts.
+    replay_subjects(dir, lines, config, &["card"])
+}
+
+/// Replay's alerts on subjects of the given kinds.
+pub fn replay_subjects(
+    dir: &Path,
+    lines: &[String],
+    config: Option<&Path>,
+    kinds: &[&str],
+) -> Vec<String> {
     let file = dir.join(format!("replay-{}.jsonl", free_port()));
     std::fs::write(&file, lines.join("\n")).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swipeguard"));
@@ -602,13 +614,12 @@ pub fn replay_lines(dir: &Path, lines: &[String], config: Option<&Path>) -> Vec<
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The daemon runs the card stage only (the other stages are replay's until it has live
-    // stages): what it must equal is replay's card alerts.
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["subject"]["kind"] == "card"
+            let v = serde_json::from_str::<serde_json::Value>(l).unwrap();
+            kinds.contains(&v["subject"]["kind"].as_str().unwrap_or_default())
         })
         .map(String::from)
         .collect()

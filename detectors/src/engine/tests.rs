@@ -212,3 +212,38 @@ fn closed_windows_are_swept_without_an_event_of_their_card() {
     assert!(live["rapid_fire"] <= 7, "{live:?}");
     assert_eq!(live["impossible_travel"], 1_000);
 }
+
+/// A downstream stage partition (DESIGN §11) releases only when told its watermark, looks only
+/// at the keys it owns, and refuses nothing the upstream watermark admits.
+#[test]
+fn a_downstream_stage_waits_for_its_upstream_watermark_and_sees_only_its_keys() {
+    let mut c = EngineConfig::default();
+    c.detectors = c.detectors.only_keys(&[KeyKind::TraceCode]);
+    let codes: Vec<String> = (0..40).map(|i| format!("8{i:019}")).collect();
+    let (mine, theirs): (Vec<&String>, Vec<&String>) = codes
+        .iter()
+        .partition(|c| crate::stage::partition_of(c, 3) == 1);
+    assert!(!mine.is_empty() && !theirs.is_empty());
+    let (m, t) = (mine[0].as_str(), theirs[0].as_str());
+    let mut e = Engine::new(c).unwrap();
+    e.run_downstream(1, 3);
+    let mut out = Output::default();
+    for (id, ms) in [("s1", 1_000), ("s2", 2_000)] {
+        let sale = tx(id, ms).item("d", 30, &[m, t]).build();
+        assert_eq!(e.admit(sale, &mut out), Admission::Accepted);
+    }
+    assert_eq!(
+        out.counts.stage(KeyKind::TraceCode).released,
+        0,
+        "no event released on its own"
+    );
+    e.advance_watermark(EventTime(1_999), &mut out);
+    assert!(out.alerts.is_empty());
+    // An event at the upstream watermark, older than the newest this stage holds: accepted.
+    let older = tx("s0", 1_999).item("d", 30, &["other"]).build();
+    assert_eq!(e.admit(older, &mut out), Admission::Accepted);
+    e.advance_watermark(EventTime(2_000), &mut out);
+    let alerted: Vec<&str> = out.alerts.iter().map(|a| a.subject.id.as_str()).collect();
+    assert_eq!(alerted, [m], "only the owned code is this partition's");
+    assert_eq!(out.counts.stage(KeyKind::TraceCode).released, 3);
+}

@@ -14,19 +14,32 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{BorrowedMessage, Message};
-use swipeguard_detectors::{Admission, Alert, Engine, EventMeta, Output, RejectReason};
+use std::sync::Arc;
+
+use swipeguard_detectors::{
+    Admission, Alert, Engine, EventMeta, EventTime, KeyKind, Output, RejectReason, Transaction,
+};
 
 pub use super::delivery::SendError;
 use super::delivery::{DeliveryCtx, Outbox};
 use super::kafka::{copy_headers, OwnedRecord, Producer};
+use super::stages::{self, Downstream, Inbound, PartitionId, Upstreams};
 use crate::codec::{decode_event, DecodeLimits, Rejected};
-use crate::encode::encode_alert;
+use crate::encode::{encode_alert, encode_event};
 use crate::metrics::Metrics;
 use snapshotting::PendingSnapshot;
 pub use snapshotting::{Finalized, SnapshotCtx};
 
 pub struct Partition {
     pub id: i32,
+    /// The stage it belongs to (the card stage's partitions are the swipes topic's).
+    pub stage: KeyKind,
+    /// The topic it reads.
+    pub topic: Arc<str>,
+    /// A downstream stage partition's view of its upstream partitions.
+    upstreams: Option<Upstreams>,
+    /// A card partition feeding live stages: the last watermark it published, and when.
+    published: Option<(EventTime, bool, Instant)>,
     pub engine: Engine,
     /// Next offset to process; `None` until the first message when starting from the reset policy.
     position: Option<i64>,
@@ -53,7 +66,19 @@ pub struct Ctx<'a> {
     pub log_limiter: &'a crate::telemetry::LogLimiter,
     /// The runtime whose timer bounds waits for delivery reports.
     pub runtime: &'a tokio::runtime::Handle,
+    /// The live stages a card partition forwards to (empty: none).
+    pub downstreams: &'a [Downstream],
+    /// Partitions of the swipes topic, and so of every internal topic.
+    pub partitions: u32,
+    /// Decoding of forwarded events: their ids are hashed already.
+    pub internal_limits: &'a DecodeLimits,
 }
+
+/// How often a card partition feeding live stages republishes an unchanged watermark.
+const MARKER_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Least time between two markers of a busy partition (each is one record per partition of
+/// every internal topic): the downstream stages' latency floor, against the broker's load.
+const MARKER_EVERY: Duration = Duration::from_millis(250);
 
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
@@ -62,10 +87,25 @@ fn wall_ms() -> i64 {
 }
 
 impl Partition {
-    pub fn new(id: i32, engine: Engine, position: Option<i64>) -> Partition {
+    /// A partition of `stage` (of `partitions`) reading `topic`, with a new or restored engine.
+    pub fn new(
+        pid: PartitionId,
+        topic: Arc<str>,
+        partitions: u32,
+        mut engine: Engine,
+        position: Option<i64>,
+    ) -> Partition {
         let now = Instant::now();
+        let upstreams = (pid.stage != KeyKind::Card).then(|| {
+            engine.run_downstream(pid.id as u32, partitions);
+            Upstreams::new(partitions)
+        });
         Partition {
-            id,
+            id: pid.id,
+            stage: pid.stage,
+            topic,
+            upstreams,
+            published: None,
             engine,
             position,
             outbox: Outbox::default(),
@@ -83,11 +123,76 @@ impl Partition {
 
     /// A partition restored from a snapshot of `bytes` bytes at `position` (it counts as the
     /// newest acknowledged snapshot).
-    pub fn restored(id: i32, engine: Engine, position: i64, bytes: usize) -> Partition {
-        let mut p = Partition::new(id, engine, Some(position));
+    pub fn restored(
+        pid: PartitionId,
+        topic: Arc<str>,
+        partitions: u32,
+        engine: Engine,
+        upstreams: Option<Upstreams>,
+        position: i64,
+        bytes: usize,
+    ) -> Partition {
+        let mut p = Partition::new(pid, topic, partitions, engine, Some(position));
+        if let (Some(mine), Some(restored)) = (p.upstreams.as_mut(), upstreams) {
+            *mine = restored;
+        }
         p.last_snapshot_acked = Some(Instant::now());
         p.last_snapshot_bytes = bytes;
         p
+    }
+
+    /// Replaces the engine (a reload), running it as this partition's stage.
+    fn set_engine(&mut self, mut engine: Engine) {
+        if let Some(u) = &self.upstreams {
+            engine.run_downstream(self.id as u32, u.partitions);
+        }
+        self.engine = engine;
+    }
+
+    pub fn pid(&self) -> PartitionId {
+        PartitionId {
+            stage: self.stage,
+            id: self.id,
+        }
+    }
+
+    /// Its `partition` label (see [`PartitionId::label`]).
+    pub fn label(&self) -> String {
+        self.pid().label()
+    }
+
+    /// The engine's snapshot at `position`, with the upstream view of a downstream partition.
+    fn encode_snapshot(&self, position: i64) -> Vec<u8> {
+        let engine = self.engine.snapshot(position as u64);
+        match &self.upstreams {
+            Some(u) => stages::frame(u, engine),
+            None => engine,
+        }
+    }
+
+    /// A card partition feeding live stages publishes its watermark when it moved, when the
+    /// partition fell idle or woke, and at least every [`MARKER_HEARTBEAT`].
+    pub fn publish_watermark(&mut self, ctx: &Ctx<'_>) -> Result<(), SendError> {
+        if self.stage != KeyKind::Card || ctx.downstreams.is_empty() {
+            return Ok(());
+        }
+        let now = (self.engine.watermark(), self.idle_advanced);
+        let quiet = |(w, idle, at): (EventTime, bool, Instant)| {
+            let since = at.elapsed();
+            // Falling idle or waking is told at once; a moving watermark at most every
+            // MARKER_EVERY; an unchanged one every MARKER_HEARTBEAT.
+            idle == now.1 && (since < MARKER_EVERY || w == now.0 && since < MARKER_HEARTBEAT)
+        };
+        if self.published.is_some_and(quiet) {
+            return Ok(());
+        }
+        for to in ctx.downstreams {
+            for record in stages::markers(to, ctx.partitions, self.id, now.0, now.1) {
+                self.push(ctx, record, None)?;
+            }
+        }
+        self.published = Some((now.0, now.1, Instant::now()));
+        Ok(())
     }
 
     /// Next offset to process (`None` before the first message when starting from the reset
@@ -269,7 +374,7 @@ impl Partition {
             // Compacted or transactional topics skip offsets; a plain swipes topic never should.
             if let Some(suppressed) = ctx.log_limiter.allow("offset gap") {
                 tracing::warn!(
-                    partition = self.id,
+                    partition = %self.label(),
                     expected = p,
                     got = offset,
                     suppressed,
@@ -281,12 +386,36 @@ impl Partition {
         self.events_since_snapshot += 1;
         self.last_message = Instant::now();
         self.idle_advanced = false;
+        let mut limits = ctx.limits;
+        if let Some(upstreams) = self.upstreams.as_mut() {
+            limits = ctx.internal_limits;
+            match stages::classify(msg) {
+                Inbound::Marker {
+                    upstream,
+                    watermark,
+                    idle,
+                } => {
+                    if let Some(w) = upstreams.mark(upstream, watermark, idle) {
+                        self.engine.advance_watermark(w, out);
+                    }
+                    return self.send_alerts(ctx, &mut out.alerts);
+                }
+                Inbound::Event { upstream, offset } if !upstreams.take(upstream, offset) => {
+                    ctx.metrics
+                        .redelivered
+                        .with_label_values(&[self.stage.as_str()])
+                        .inc();
+                    return Ok(());
+                }
+                Inbound::Event { .. } | Inbound::Foreign => {}
+            }
+        }
         let decoded = match msg.payload() {
             None => Err(Rejected::new(
                 RejectReason::MissingField,
                 "message has no value",
             )),
-            Some(bytes) => decode_event(bytes, ctx.limits),
+            Some(bytes) => decode_event(bytes, limits),
         };
         match decoded {
             Err(rejected) => {
@@ -302,16 +431,50 @@ impl Partition {
                     produced_at_ms: msg.timestamp().to_millis().unwrap_or(0),
                     arrived_at_ms: wall_ms(),
                 };
+                let forwards = self.forwards(ctx, &tx, offset);
                 let admission = self.engine.admit(tx, out);
                 // The refused event itself is not needed: the message's own bytes go out.
                 out.refusals.clear();
                 if let Some(reason) = admission.reject_reason() {
                     debug_assert_ne!(admission, Admission::Accepted);
                     self.dead_letter(ctx, msg, &Rejected::new(reason, "engine"))?;
+                } else {
+                    for (kind, record) in forwards {
+                        ctx.metrics
+                            .forwarded
+                            .with_label_values(&[kind.as_str()])
+                            .inc();
+                        self.push(ctx, record, None)?;
+                    }
                 }
             }
         }
         self.send_alerts(ctx, &mut out.alerts)
+    }
+}
+
+impl Partition {
+    /// What a card partition forwards of `tx` (read at `offset`) if it admits it.
+    fn forwards(
+        &self,
+        ctx: &Ctx<'_>,
+        tx: &Transaction,
+        offset: i64,
+    ) -> Vec<(KeyKind, OwnedRecord)> {
+        if self.stage != KeyKind::Card || ctx.downstreams.is_empty() {
+            return Vec::new();
+        }
+        let mut payload = Vec::with_capacity(512);
+        encode_event(tx, &mut payload);
+        payload.pop();
+        ctx.downstreams
+            .iter()
+            .flat_map(|to| {
+                stages::forwards(to, ctx.partitions, tx, self.id, offset, &payload)
+                    .into_iter()
+                    .map(|r| (to.kind, r))
+            })
+            .collect()
     }
 }
 

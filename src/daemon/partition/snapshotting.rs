@@ -75,9 +75,9 @@ impl Partition {
             return false;
         }
         let encoding = Instant::now();
-        let bytes = self.engine.snapshot(position as u64);
+        let bytes = self.encode_snapshot(position);
         tracing::debug!(
-            partition = self.id,
+            partition = %self.label(),
             position,
             bytes = bytes.len(),
             took_ms = encoding.elapsed().as_millis() as u64,
@@ -105,17 +105,18 @@ impl Partition {
         {
             return;
         }
+        let config = crate::config::stage_engine_config(&live.engine, self.stage);
         let Some(position) = self.position else {
-            if let Ok(engine) = Engine::new(live.engine.clone()) {
-                self.engine = engine;
+            if let Ok(engine) = Engine::new(config) {
+                self.set_engine(engine);
                 self.generation = live.generation;
             }
             return;
         };
         // Encoded now, so that it holds every event read so far: an older waiting snapshot
         // misses those read since, and restoring it would lose them.
-        let bytes = self.engine.snapshot(position as u64);
-        let restored = Engine::restore(live.engine.clone(), &bytes);
+        let bytes = self.encode_snapshot(position);
+        let restored = Engine::restore(config, crate::daemon::stages::unframe(&bytes).1);
         self.snapshot = Some(PendingSnapshot::Waiting {
             bytes,
             position,
@@ -128,10 +129,10 @@ impl Partition {
                 metrics.record_discarded(&r.discarded);
                 let discarded: Vec<&str> =
                     r.discarded.iter().map(|d| d.detector.as_str()).collect();
-                self.engine = r.engine;
+                self.set_engine(r.engine);
                 self.generation = live.generation;
                 tracing::info!(
-                    partition = self.id,
+                    partition = %self.label(),
                     position,
                     generation = live.generation,
                     started_empty = %discarded.join(","),
@@ -139,7 +140,7 @@ impl Partition {
                 );
             }
             Err(e) => {
-                tracing::error!(partition = self.id, position, error = %e, "cannot apply the new configuration; keeping the running one");
+                tracing::error!(partition = %self.label(), position, error = %e, "cannot apply the new configuration; keeping the running one");
                 self.generation = live.generation;
             }
         }
@@ -155,7 +156,7 @@ impl Partition {
                 position,
                 sent_before,
             }) if self.outbox.acked() >= sent_before => {
-                let records = sc.store.chunks(self.id, position, &bytes);
+                let records = sc.store.chunks(&self.label(), self.id, position, &bytes);
                 let futures = records
                     .iter()
                     .map(|r| send(sc.producer, r).map(Some))
@@ -223,8 +224,8 @@ impl Partition {
         let Some(position) = self.position else {
             return Finalized::Untouched;
         };
-        let bytes = self.engine.snapshot(position as u64);
-        for record in &sc.store.chunks(self.id, position, &bytes) {
+        let bytes = self.encode_snapshot(position);
+        for record in &sc.store.chunks(&self.label(), self.id, position, &bytes) {
             loop {
                 let Ok(mut future) = send(sc.producer, record) else {
                     return Finalized::TimedOut;
