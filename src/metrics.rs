@@ -55,6 +55,7 @@ pub struct Metrics {
     pub kafka_tx_messages: IntGaugeVec,
     pub forwarded: IntCounterVec,
     pub redelivered: IntCounterVec,
+    pub stage_events: IntCounterVec,
 }
 
 /// Names of every metric, for the tests that check dashboards and rules against the catalogue.
@@ -94,6 +95,7 @@ pub const NAMES: &[&str] = &[
     "swipeguard_config_reloads_total",
     "swipeguard_forwarded_records_total",
     "swipeguard_redelivered_records_total",
+    "swipeguard_stage_events_total",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -351,6 +353,12 @@ impl Metrics {
                 "Forwarded events a stage partition had taken already (an upstream partition restarted and forwarded them again); dropped, by stage.",
                 &["stage"],
             )?,
+            stage_events: counter_vec(
+                &r,
+                NAMES[35],
+                "Events each stage released to its detectors (processed), refused as late, or refused as duplicates, by stage (card, terminal, account, trace_code).",
+                &["stage", "result"],
+            )?,
             registry: r,
         };
         m.touch_label_sets();
@@ -383,6 +391,12 @@ impl Metrics {
         for kind in KeyKind::ALL.iter().filter(|k| **k != KeyKind::Card) {
             self.forwarded.with_label_values(&[kind.as_str()]);
             self.redelivered.with_label_values(&[kind.as_str()]);
+        }
+        for kind in KeyKind::ALL.iter().copied() {
+            for result in ["processed", "late", "duplicate"] {
+                self.stage_events
+                    .with_label_values(&[kind.as_str(), result]);
+            }
         }
         for from in ["release", "arrival", "produce"] {
             self.event_to_alert.with_label_values(&[from]);
@@ -433,6 +447,20 @@ impl Metrics {
             self.alerts_withheld
                 .with_label_values(&[d.as_str()])
                 .inc_by(c.withheld[d.index()]);
+        }
+        for kind in KeyKind::ALL.iter().copied() {
+            let s = c.stage(kind);
+            for (result, n) in [
+                ("processed", s.released),
+                ("late", s.late),
+                ("duplicate", s.duplicates),
+            ] {
+                if n > 0 {
+                    self.stage_events
+                        .with_label_values(&[kind.as_str(), result])
+                        .inc_by(n);
+                }
+            }
         }
         let (idle, capacity) = c.stages.iter().fold((0, 0), |(i, k), s| {
             (i + s.evicted_idle, k + s.evicted_capacity)

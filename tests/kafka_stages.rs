@@ -250,6 +250,14 @@ fn live_equals_replay(run: Run) {
             .metric(r#"swipeguard_forwarded_records_total{stage="trace_code"}"#)
             .unwrap_or(0.0);
         assert!(forwarded > 0.0, "nothing forwarded to the trace-code stage");
+        for stage in KINDS {
+            let processed = daemon
+                .metric(&format!(
+                    r#"swipeguard_stage_events_total{{result="processed",stage="{stage}"}}"#
+                ))
+                .unwrap_or(0.0);
+            assert!(processed > 0.0, "the {stage} stage processed nothing");
+        }
     }
     assert!(!daemon.log_text().contains("offset gap"));
 }
