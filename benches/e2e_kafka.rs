@@ -172,11 +172,14 @@ fn throughput(events: u64) {
     );
     let started = Instant::now();
     let cpu_before = cpu_seconds(daemon.child.id());
-    let processed = || {
-        daemon
-            .metric("swipeguard_consumed_messages_total")
-            .unwrap_or(0.0) as usize
-    };
+    // With live stages (SWIPEGUARD_BENCH_EXTRA turning on daemon.live_stages), done is when the
+    // terminal stage, fed through its internal topic, has processed every event:
+    // SWIPEGUARD_BENCH_DONE='swipeguard_stage_events_total{result="processed",stage="terminal"}'.
+    let done = std::env::var("SWIPEGUARD_BENCH_DONE")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "swipeguard_consumed_messages_total".into());
+    let processed = || daemon.metric(&done).unwrap_or(0.0) as usize;
     let mut last = 0;
     while processed() < n {
         std::thread::sleep(Duration::from_millis(20));
