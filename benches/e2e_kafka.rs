@@ -106,7 +106,10 @@ fn quantile(metrics: &str, name: &str, selector: &str, q: f64) -> Option<f64> {
 fn histogram_count(metrics: &str, name: &str, selector: &str) -> f64 {
     metrics
         .lines()
-        .find(|l| l.starts_with(&format!("{name}_count{{")) && l.contains(selector))
+        .find(|l| {
+            (l.starts_with(&format!("{name}_count{{")) || l.starts_with(&format!("{name}_count ")))
+                && l.contains(selector)
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
@@ -322,10 +325,20 @@ fn latency(rate: f64, seconds: f64, lateness: &str) {
             ),
         );
     }
+    let handoff = "swipeguard_alert_handoff_seconds";
+    let h = |p| {
+        quantile(&metrics, handoff, "", p).map_or("-".into(), |s| format!("{:.3} ms", s * 1000.0))
+    };
     println!("e2e/latency lateness={lateness} rate={achieved:.0}/s over {seconds} s:");
     for (from, r) in row {
         println!("  from {from:<8} {r}");
     }
+    println!(
+        "  inside the daemon, arrival to hand-off: p50 {} p99 {} (n={})",
+        h(0.5),
+        h(0.99),
+        histogram_count(&metrics, handoff, "")
+    );
 }
 
 /// The broker alone under the latency load: a bare consumer reads while events are produced at

@@ -11,6 +11,12 @@ use prometheus::{
 use swipeguard_detectors::{Counts, DetectorName, DiscardReason, KeyKind, RejectReason, Severity};
 
 /// Buckets for latencies from sub-millisecond to a minute (event→alert and per batch).
+/// Microseconds to tens of milliseconds: work inside the daemon, no broker round trip.
+const HANDOFF_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.05, 0.25, 1.0,
+];
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -56,6 +62,7 @@ pub struct Metrics {
     pub forwarded: IntCounterVec,
     pub redelivered: IntCounterVec,
     pub stage_events: IntCounterVec,
+    pub alert_handoff: Histogram,
 }
 
 /// Names of every metric, for the tests that check dashboards and rules against the catalogue.
@@ -96,6 +103,7 @@ pub const NAMES: &[&str] = &[
     "swipeguard_forwarded_records_total",
     "swipeguard_redelivered_records_total",
     "swipeguard_stage_events_total",
+    "swipeguard_alert_handoff_seconds",
 ];
 
 /// Why a metric could not be registered (a programming error caught at start-up).
@@ -244,7 +252,7 @@ impl Metrics {
             restores: counter_vec(
                 &r,
                 NAMES[16],
-                "Partition assignments, by how their state was obtained: restored, fresh, failed.",
+                "Partition assignments, by how their state was obtained: restored, fresh (no snapshot); failed counts each failed attempt at reading the snapshot topic and each unusable snapshot.",
                 &["result"],
             )?,
             commits: counter_vec(&r, NAMES[17], "Offset commits, by result.", &["result"])?,
@@ -359,6 +367,17 @@ impl Metrics {
                 "Events each stage released to its detectors (processed), refused as late, or refused as duplicates, by stage (card, terminal, account, trace_code).",
                 &["stage", "result"],
             )?,
+            alert_handoff: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        NAMES[36],
+                        "From the arrival of the message whose processing raised an alert (the triggering event itself at allowed lateness 0; else the message whose watermark released it) to the alert handed to the producer, seconds: the daemon's own share of the latency, without the broker's.",
+                    )
+                    .buckets(HANDOFF_BUCKETS.to_vec()),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
             registry: r,
         };
         m.touch_label_sets();

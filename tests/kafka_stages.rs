@@ -34,6 +34,8 @@ fn kinds(alerts: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
 enum Run {
     /// One daemon, start to end.
     Plain,
+    /// One daemon killed (`kill -9`) five times mid-stream, started again each time.
+    Crash,
     /// Three daemons in one group, one of them stopped mid-stream (a rebalance).
     Scale,
 }
@@ -41,6 +43,16 @@ enum Run {
 #[test]
 fn every_stage_live_over_internal_topics_equals_replay() {
     live_equals_replay(Run::Plain);
+}
+
+/// crash ≡ no crash for every stage: the month produced in seven parts, and five `kill -9`s,
+/// each once the card stage has forwarded part of a new one (mostly before it committed it; the
+/// stage partitions are cut between their snapshots every time), each followed by a restart: the card
+/// partitions re-forward what followed their snapshots, the stage partitions drop what they had
+/// taken (redelivered) and continue from theirs; the distinct alerts equal replay's.
+#[test]
+fn five_kill_9s_mid_stream_lose_and_repeat_nothing_in_any_stage() {
+    live_equals_replay(Run::Crash);
 }
 
 /// N daemons ≡ one for every stage: three daemons share the swipes partitions and the stages'
@@ -75,19 +87,18 @@ fn stage_setup(bootstrap: &str) -> DaemonSetup {
 /// small machine starve each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Waits until `f` holds or `timeout` passes, looking every `every` (reading a whole topic is
-/// work for the broker).
-fn wait_every(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(every);
-    }
+/// The log lines that tell how partitions were restored and what was refused, for a failure.
+fn recovery_log(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            [
+                "snapshot", "afresh", "restored", "late", "revoked", "assigned",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn live_equals_replay(run: Run) {
@@ -97,7 +108,12 @@ fn live_equals_replay(run: Run) {
     let setup = stage_setup(&broker.bootstrap());
     setup.topics(2);
     let lines = simulate(1_200, 30, 1);
-    produce_lines(&broker.bootstrap(), &setup.swipes, &lines);
+    // The crash run produces the month in parts, so that every kill comes mid-stream.
+    let parts: Vec<&[String]> = match run {
+        Run::Crash => lines.chunks(lines.len().div_ceil(7)).collect(),
+        _ => vec![&lines[..]],
+    };
+    produce_lines(&broker.bootstrap(), &setup.swipes, parts[0]);
     let expected = by_id(replay_subjects(dir.path(), &lines, None, &KINDS));
     let per_kind = kinds(&expected);
     assert!(
@@ -109,7 +125,7 @@ fn live_equals_replay(run: Run) {
 
     let config = setup.write(dir.path());
     let log = dir.path().join("daemon.log");
-    let daemon = Daemon::spawn(&config, setup.http_port, &log);
+    let mut daemon = Daemon::spawn(&config, setup.http_port, &log);
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
         "not ready: {}",
@@ -160,6 +176,32 @@ fn live_equals_replay(run: Run) {
         let (code, _) = leaving.terminate(Duration::from_secs(60));
         assert_eq!(code, Some(0), "{}", leaving.log_text());
     }
+    if run == Run::Crash {
+        for (round, part) in parts.iter().enumerate().skip(1).take(5) {
+            // Kill once the card stage has forwarded at least half of the new part (to the
+            // account stage): its commit is due only at the next snapshot (every 2 s), so the
+            // kill mostly falls between forwarding and committing.
+            produce_lines(&broker.bootstrap(), &setup.swipes, part);
+            let accounts = part.iter().filter(|l| l.contains("\"account_id\"")).count();
+            assert!(
+                wait_until(Duration::from_secs(240), || forwarded(&daemon)
+                    >= (accounts / 2) as f64),
+                "round {round}: forwarded {}: {}",
+                forwarded(&daemon),
+                daemon.log_text()
+            );
+            daemon.kill9();
+            daemon = Daemon::spawn(&config, setup.http_port, &log);
+            assert!(
+                daemon.wait_ready(Duration::from_secs(60)),
+                "round {round}: not ready after the restart: {}",
+                daemon.log_text()
+            );
+        }
+        for part in parts.iter().skip(6) {
+            produce_lines(&broker.bootstrap(), &setup.swipes, part);
+        }
+    }
     assert!(
         wait_all_committed(
             &broker.bootstrap(),
@@ -176,9 +218,11 @@ fn live_equals_replay(run: Run) {
     let arrived = wait_every(Duration::from_secs(300), Duration::from_secs(3), || {
         live_alerts(&setup).len() >= expected.len()
     });
+    // The last events of a month are released once every swipes partition has been idle for
+    // `engine.idle_watermark_after` (75 s here).
     for d in std::iter::once(&daemon).chain(&others) {
         assert!(
-            d.wait_drained(Duration::from_secs(60)),
+            d.wait_drained(Duration::from_secs(180)),
             "never drained: {}",
             d.log_text()
         );
@@ -205,9 +249,21 @@ fn live_equals_replay(run: Run) {
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "missing {:?}, extra {:?}",
+        "missing {:?}, extra {:?}; {:?} live, {:?} in replay; recovery: {}\nmetrics: {}",
         missing.iter().map(|k| &expected[*k]).collect::<Vec<_>>(),
-        extra.iter().map(|k| &live[*k]).collect::<Vec<_>>()
+        extra.iter().map(|k| &live[*k]).collect::<Vec<_>>(),
+        kinds(&live),
+        per_kind,
+        recovery_log(&daemon.log_text()),
+        daemon
+            .http("/metrics")
+            .map(|(_, b)| b
+                .lines()
+                .filter(|l| l.starts_with("swipeguard_stage_events_total")
+                    || l.starts_with("swipeguard_redelivered"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+            .unwrap_or_default()
     );
     assert_eq!(live, expected, "alert bodies differ");
     if run == Run::Plain {
@@ -225,4 +281,116 @@ fn live_equals_replay(run: Run) {
         }
     }
     assert!(!daemon.log_text().contains("offset gap"));
+}
+
+/// A stalled upstream partition holds the stages back instead of making its events late
+/// (DESIGN §11): swipes partition 1 stops after a quarter of its month while partition 0 runs
+/// on for half a month of event time (far beyond the allowed lateness), then partition 1
+/// resumes. No stage refuses an event as late, and every stage's alerts equal replay's. A
+/// downstream watermark that ran ahead with partition 0 would refuse partition 1's resumed
+/// events and lose their alerts.
+#[test]
+fn a_stalled_swipes_partition_makes_no_stage_event_late() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = stage_setup(&broker.bootstrap());
+    // No idle advance during the test (this broker can stall every partition for a minute):
+    // the month ends with one swipe per partition a year later, which moves both watermarks
+    // past every event, in replay as live.
+    setup.extra = setup.extra.replace("\"75s\"", "\"1h\"");
+    setup.topics(2);
+    let mut lines = simulate(1_200, 30, 1);
+    // Cards split between the two partitions by a stable function of the card id.
+    let (mut p0, mut p1) = (Vec::new(), Vec::new());
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let card = v["card_id"].as_str().unwrap_or_default();
+        let h = card
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        if h % 2 == 0 {
+            p0.push(line.clone())
+        } else {
+            p1.push(line.clone())
+        }
+    }
+    assert!(
+        p0.len() > 100 && p1.len() > 100,
+        "{} / {}",
+        p0.len(),
+        p1.len()
+    );
+    for (i, p) in [&mut p0, &mut p1].into_iter().enumerate() {
+        let end = format!(
+            r#"{{"event_id":"end-{i}","ts":"2027-03-01T00:00:0{i}.000Z","card_id":"cend{i}","amount_minor":100,"currency":"CNY","merchant_id":"END","terminal_id":"END-T{i}","outcome":"approved"}}"#
+        );
+        p.push(end.clone());
+        lines.push(end);
+    }
+    let expected = by_id(replay_subjects(dir.path(), &lines, None, &KINDS));
+    let bootstrap = broker.bootstrap();
+    let committed_at_least = |want: [usize; 2]| {
+        wait_every(Duration::from_secs(240), Duration::from_millis(500), || {
+            let c = committed(&bootstrap, &setup.group, &setup.swipes, 2);
+            (0..2).all(|p| c.get(&(p as i32)).is_some_and(|o| *o >= want[p] as i64))
+        })
+    };
+
+    let config = setup.write(dir.path());
+    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log_text()
+    );
+    // Both partitions run together for a while...
+    let (a0, a1) = (p0.len() / 2, p1.len() / 4);
+    produce_to(&bootstrap, &setup.swipes, Some(0), &p0[..a0]);
+    produce_to(&bootstrap, &setup.swipes, Some(1), &p1[..a1]);
+    assert!(committed_at_least([a0, a1]), "{}", daemon.log_text());
+    // ...then partition 1 stalls while partition 0 runs to the end of the month...
+    produce_to(&bootstrap, &setup.swipes, Some(0), &p0[a0..]);
+    assert!(committed_at_least([p0.len(), a1]), "{}", daemon.log_text());
+    // ...and partition 1 resumes.
+    produce_to(&bootstrap, &setup.swipes, Some(1), &p1[a1..]);
+    assert!(
+        committed_at_least([p0.len(), p1.len()]),
+        "{}",
+        daemon.log_text()
+    );
+    let arrived = wait_every(Duration::from_secs(300), Duration::from_secs(3), || {
+        live_alerts(&setup).len() >= expected.len()
+    });
+    // Everything is released but the two end swipes, in the card stage and the terminal stage
+    // (nothing comes after them and nothing goes idle); nothing is left unacknowledged.
+    let held = || {
+        let (_, body) = daemon.http("/metrics").unwrap_or_default();
+        let sum = |name| Daemon::series(&body, name).iter().sum::<f64>();
+        (
+            sum("swipeguard_buffered_events"),
+            sum("swipeguard_in_flight_records"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(180), || held() == (4.0, 0.0)),
+        "buffered and in flight: {:?}",
+        held()
+    );
+    for stage in KINDS {
+        let late = daemon
+            .metric(&format!(
+                r#"swipeguard_stage_events_total{{result="late",stage="{stage}"}}"#
+            ))
+            .unwrap_or(-1.0);
+        assert_eq!(late, 0.0, "the {stage} stage refused events as late");
+    }
+    let live = live_alerts(&setup);
+    assert!(
+        arrived,
+        "{:?} live, {:?} in replay",
+        kinds(&live),
+        kinds(&expected)
+    );
+    assert_eq!(live, expected, "alerts differ from replay's");
 }

@@ -394,14 +394,7 @@ fn restore_stage(
             continue;
         };
         let name: DetectorName = stage.stores[index].name();
-        let reason = if section.version != name.registration().version {
-            Some(DiscardReason::Version)
-        } else if section.fingerprint != detector_fingerprint(&config.detectors, name) {
-            Some(DiscardReason::Config)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = mismatch(&section, name, config) {
             discarded.push(Discarded {
                 detector: section.name.to_string(),
                 reason,
@@ -461,6 +454,22 @@ fn restore_stage(
     stage.keys.set_sweep_position(kept_before);
 }
 
+/// Why a section of detector `name` cannot be loaded under `config`, if it cannot: another
+/// version of the detector wrote it, or the detector was configured otherwise.
+fn mismatch(
+    section: &Section<'_>,
+    name: DetectorName,
+    config: &EngineConfig,
+) -> Option<DiscardReason> {
+    if section.version != name.registration().version {
+        Some(DiscardReason::Version)
+    } else if section.fingerprint != detector_fingerprint(&config.detectors, name) {
+        Some(DiscardReason::Config)
+    } else {
+        None
+    }
+}
+
 /// The keys and sections of a traceability-code stage into its code book: the section of
 /// `trace_code_resettled` is loaded under the same rules as any other, the rest discarded.
 fn restore_codes(
@@ -478,10 +487,8 @@ fn restore_codes(
     for section in sections {
         let reason = if section.name != name.as_str() {
             Some(DiscardReason::NotRunning)
-        } else if section.version != name.registration().version {
-            Some(DiscardReason::Version)
-        } else if section.fingerprint != detector_fingerprint(&config.detectors, name) {
-            Some(DiscardReason::Config)
+        } else if let Some(reason) = mismatch(&section, name, config) {
+            Some(reason)
         } else if book.decode(&section.states.0, &keys, skip).is_err() {
             Some(DiscardReason::Corrupt)
         } else {

@@ -1,7 +1,8 @@
 //! What a partition has sent and the broker has not yet acknowledged (DESIGN §5).
 //!
-//! Every record is held, with its bytes, until its delivery report arrives; a failed delivery
-//! is sent again. Reports arrive through librdkafka's delivery callback, which completes each
+//! Records go to a [`Sink`]: the Kafka producer, or memory in tests. Every record is held, with
+//! its bytes, until its delivery report arrives; a failed delivery is sent again. The
+//! producer's reports arrive through librdkafka's delivery callback, which completes each
 //! record's future. The pipeline takes the completed ones without blocking
 //! ([`Outbox::take_acked`]) and, when it has to wait for one — back-pressure, revocation,
 //! shutdown — awaits the oldest on the runtime's timer, up to a deadline
@@ -12,6 +13,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -30,25 +33,60 @@ pub struct SendError {
     pub source: rdkafka::error::KafkaError,
 }
 
-/// Sends a record, waiting while the producer's queue is full.
-pub fn send(producer: &Producer, record: &OwnedRecord) -> Result<DeliveryFuture, SendError> {
-    loop {
-        match producer.send_result(record.to_future_record()) {
-            Ok(f) => return Ok(f),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                _,
-            )) => {
-                // Serves delivery callbacks until there is room (librdkafka's own wait).
-                producer.poll(Timeout::After(Duration::from_millis(5)));
-            }
-            Err((e, _)) => {
-                return Err(SendError {
-                    topic: record.topic.to_string(),
-                    source: e,
-                })
+/// Where a partition's records go: the Kafka producer, or memory in tests
+/// ([`super::memory::MemorySink`]).
+pub trait Sink {
+    /// Hands `record` over; its delivery report comes through the returned [`Ack`].
+    fn send(&self, record: &OwnedRecord) -> Result<Ack, SendError>;
+}
+
+/// A record's delivery report to come: `Ok` once the destination holds it, else why not.
+pub enum Ack {
+    Kafka(DeliveryFuture),
+    /// Known at once (a sink in memory); taken by the first poll.
+    Ready(Option<Result<(), String>>),
+}
+
+impl Future for Ack {
+    type Output = Result<(), String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Ack::Kafka(future) => future.poll_unpin(cx).map(|report| match report {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("delivery report lost".to_string()),
+            }),
+            Ack::Ready(report) => Poll::Ready(
+                report
+                    .take()
+                    .unwrap_or_else(|| Err("delivery report taken twice".to_string())),
+            ),
+        }
+    }
+}
+
+impl Sink for Producer {
+    /// Sends a record, waiting while the producer's queue is full.
+    fn send(&self, record: &OwnedRecord) -> Result<Ack, SendError> {
+        loop {
+            match self.send_result(record.to_future_record()) {
+                Ok(f) => return Ok(Ack::Kafka(f)),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    // Serves delivery callbacks until there is room (librdkafka's own wait).
+                    self.poll(Timeout::After(Duration::from_millis(5)));
+                }
+                Err((e, _)) => {
+                    return Err(SendError {
+                        topic: record.topic.to_string(),
+                        source: e,
+                    })
+                }
             }
         }
     }
@@ -71,12 +109,9 @@ pub fn await_until<F: Future + Unpin>(
     runtime.block_on(tokio::time::timeout(left, future)).ok()
 }
 
-/// The outcome of one delivery report.
-type Report = <DeliveryFuture as Future>::Output;
-
 /// What delivery needs besides the outbox.
 pub struct DeliveryCtx<'a> {
-    pub producer: &'a Producer,
+    pub sink: &'a dyn Sink,
     pub metrics: &'a Metrics,
     pub log_limiter: &'a crate::telemetry::LogLimiter,
     pub runtime: &'a tokio::runtime::Handle,
@@ -86,7 +121,7 @@ pub struct DeliveryCtx<'a> {
 
 /// A message on its way to the broker.
 struct InFlight {
-    future: DeliveryFuture,
+    future: Ack,
     record: OwnedRecord,
     /// For latency metrics when it is an alert: when its triggering event was released, and the
     /// event's own bookkeeping.
@@ -125,11 +160,11 @@ impl Outbox {
     /// Sends `record` and holds it until acknowledged.
     pub fn push(
         &mut self,
-        producer: &Producer,
+        sink: &dyn Sink,
         record: OwnedRecord,
         alert: Option<(Instant, EventMeta)>,
     ) -> Result<(), SendError> {
-        let future = send(producer, &record)?;
+        let future = sink.send(&record)?;
         self.in_flight.push_back(InFlight {
             future,
             record,
@@ -184,16 +219,15 @@ impl Outbox {
 
     /// Applies the front record's report: acknowledged (taken off; true) or failed (sent
     /// again; false).
-    fn settle(&mut self, ctx: &DeliveryCtx<'_>, report: Report) -> Result<bool, SendError> {
+    fn settle(
+        &mut self,
+        ctx: &DeliveryCtx<'_>,
+        report: Result<(), String>,
+    ) -> Result<bool, SendError> {
         let Some(front) = self.in_flight.front_mut() else {
             return Ok(false);
         };
-        let failure = match report {
-            Ok(Ok(_)) => None,
-            Ok(Err((e, _))) => Some(e.to_string()),
-            Err(_) => Some("delivery report lost".to_string()),
-        };
-        if let Some(error) = failure {
+        if let Err(error) = report {
             ctx.metrics
                 .delivery_failures
                 .with_label_values(&[&front.record.topic])
@@ -201,7 +235,7 @@ impl Outbox {
             if let Some(suppressed) = ctx.log_limiter.allow("delivery failed") {
                 tracing::warn!(topic = %front.record.topic, partition = ctx.partition, %error, suppressed, "delivery failed; sending again");
             }
-            front.future = send(ctx.producer, &front.record)?;
+            front.future = ctx.sink.send(&front.record)?;
             return Ok(false);
         }
         if let Some((released, meta)) = front.alert {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, ProducerContext};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message};
+use rdkafka::ClientContext;
 
 use crate::config::Config;
 use crate::health::Health;
@@ -197,19 +197,4 @@ impl OwnedRecord {
         }
         r
     }
-}
-
-/// The original headers of a consumed message, for forwarding it unchanged.
-pub fn copy_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
-    use rdkafka::message::Headers;
-    let mut out = Vec::new();
-    if let Some(h) = msg.headers() {
-        for header in h.iter() {
-            out.push((
-                header.key.to_string(),
-                header.value.map(<[u8]>::to_vec).unwrap_or_default(),
-            ));
-        }
-    }
-    out
 }

@@ -6,17 +6,21 @@
 //! snapshotted on a cadence, on revocation and on shutdown. Alerts go to the alerts topic and
 //! invalid, late and duplicate events to the dead-letter topic through one idempotent producer;
 //! nothing is committed before the broker has acknowledged what it depends on
-//! ([`partition`] states the promise). The pipeline is one synchronous thread; the rebalance
+//! ([`partition`] states the promise). A partition reads [`source::SourceRecord`]s and sends
+//! to a [`delivery::Sink`]: the consumer's messages and the producer here, records in memory
+//! in its unit tests ([`memory`]). The pipeline is one synchronous thread; the rebalance
 //! callbacks run inside its consumer poll, when it holds no lock. The async shell around it
 //! serves HTTP and turns signals into the shutdown value.
 
 pub mod delivery;
 pub mod kafka;
+pub mod memory;
 pub mod partition;
 pub mod pipeline;
 pub mod rebalance;
 pub mod reload;
 pub mod snapshots;
+pub mod source;
 pub mod stages;
 pub mod startup;
 
@@ -151,7 +155,7 @@ impl Shared {
 
     pub fn ctx(&self) -> Ctx<'_> {
         Ctx {
-            producer: &self.producer,
+            sink: &self.producer,
             metrics: &self.metrics,
             limits: &self.limits,
             alerts_topic: &self.alerts_topic,

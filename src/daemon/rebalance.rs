@@ -56,18 +56,50 @@ impl ClientContext for ConsumerCtx {
     }
 }
 
+/// Attempts at reading a partition's newest snapshot before the daemon gives up and exits.
+const READ_ATTEMPTS: u32 = 10;
+
+/// The newest snapshot of `pid`, read again while the snapshot topic cannot be read: starting
+/// afresh from the committed offset would silently lose the state that offset stands on (every
+/// event before it). After [`READ_ATTEMPTS`] the process exits, so that a supervisor restarts it
+/// against a broker that may have recovered, rather than run on with the state lost.
+fn read_snapshot(shared: &Shared, pid: PartitionId) -> Option<Vec<u8>> {
+    let timeout = shared.config.daemon.revoke_timeout;
+    let label = pid.label();
+    let partition = label.as_str();
+    for attempt in 1..=READ_ATTEMPTS {
+        let started = Instant::now();
+        match shared.snapshots.read_latest(partition, pid.id, timeout) {
+            Ok(found) => {
+                tracing::info!(
+                    partition,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    found = found.is_some(),
+                    "snapshot topic read"
+                );
+                return found;
+            }
+            Err(e) => {
+                shared.metrics.restores.with_label_values(&["failed"]).inc();
+                tracing::warn!(partition, attempt, error = %e, took_ms = started.elapsed().as_millis() as u64, "cannot read the snapshot topic; reading again");
+            }
+        }
+    }
+    tracing::error!(partition, attempts = READ_ATTEMPTS, "the snapshot topic stayed unreadable; exiting rather than running the partition without its state");
+    std::process::exit(i32::from(crate::exit::FAILURE))
+}
+
 /// Builds the engine of a newly assigned partition: from its newest snapshot if there is one.
 fn restore(shared: &Shared, pid: PartitionId) -> Partition {
     let live = shared.live();
     let config = crate::config::stage_engine_config(&live.engine, pid.stage);
     let fresh = || Engine::new(config.clone());
-    let timeout = shared.config.daemon.revoke_timeout;
     let topic = shared.topic_of(pid.stage);
     let n = shared.swipes_partitions;
     let partition = pid.label();
     let partition = partition.as_str();
-    match shared.snapshots.read_latest(partition, pid.id, timeout) {
-        Ok(Some(bytes)) => match Engine::restore(config.clone(), unframe(&bytes).1) {
+    match read_snapshot(shared, pid) {
+        Some(bytes) => match Engine::restore(config.clone(), unframe(&bytes).1) {
             Ok(r) => {
                 shared
                     .metrics
@@ -110,16 +142,12 @@ fn restore(shared: &Shared, pid: PartitionId) -> Partition {
                 tracing::error!(partition, error = %e, "snapshot unusable; starting the partition afresh from its committed offset");
             }
         },
-        Ok(None) => {
+        None => {
             shared.metrics.restores.with_label_values(&["fresh"]).inc();
             tracing::info!(
                 partition,
                 "no snapshot; starting afresh from the committed offset"
             );
-        }
-        Err(e) => {
-            shared.metrics.restores.with_label_values(&["failed"]).inc();
-            tracing::error!(partition, error = %e, "cannot read snapshots; starting afresh from the committed offset");
         }
     }
     match fresh() {

@@ -29,12 +29,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use serde::{Deserialize, Serialize};
 use swipeguard_detectors::stage::{for_each_key, partition_of};
 use swipeguard_detectors::{EventTime, KeyKind, Transaction};
 
 use super::kafka::OwnedRecord;
+use super::source::SourceRecord;
 
 const H_UPSTREAM: &str = "swipeguard.upstream";
 const H_OFFSET: &str = "swipeguard.offset";
@@ -148,14 +148,6 @@ pub fn markers(
         .collect()
 }
 
-fn header<'a>(msg: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// What a record of an internal topic is.
 pub enum Inbound {
     /// An upstream partition's watermark.
@@ -170,18 +162,18 @@ pub enum Inbound {
     Foreign,
 }
 
-pub fn classify(msg: &BorrowedMessage<'_>) -> Inbound {
-    let Some(upstream) = header(msg, H_UPSTREAM).and_then(|v| v.parse().ok()) else {
+pub fn classify(msg: &impl SourceRecord) -> Inbound {
+    let Some(upstream) = msg.header_str(H_UPSTREAM).and_then(|v| v.parse().ok()) else {
         return Inbound::Foreign;
     };
-    if let Some(w) = header(msg, H_MARKER).and_then(|v| v.parse().ok()) {
+    if let Some(w) = msg.header_str(H_MARKER).and_then(|v| v.parse().ok()) {
         return Inbound::Marker {
             upstream,
             watermark: EventTime(w),
-            idle: header(msg, H_IDLE) == Some("1"),
+            idle: msg.header_str(H_IDLE) == Some("1"),
         };
     }
-    match header(msg, H_OFFSET).and_then(|v| v.parse().ok()) {
+    match msg.header_str(H_OFFSET).and_then(|v| v.parse().ok()) {
         Some(offset) => Inbound::Event { upstream, offset },
         None => Inbound::Foreign,
     }

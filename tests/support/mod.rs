@@ -160,6 +160,11 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 
 /// Produces each line of a JSONL file, keyed by its card id; returns how many.
 pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) -> usize {
+    produce_to(bootstrap, topic, None, lines)
+}
+
+/// Produces each line keyed by its card id, into `partition` (else where the key hashes).
+pub fn produce_to(bootstrap: &str, topic: &str, partition: Option<i32>, lines: &[String]) -> usize {
     let producer: FutureProducer = client(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -176,7 +181,11 @@ pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) -> usize {
             .and_then(|v| v.get("card_id").and_then(|c| c.as_str()).map(String::from))
             .unwrap_or_default();
         loop {
-            match producer.send_result(FutureRecord::to(topic).key(&key).payload(line)) {
+            let mut record = FutureRecord::to(topic).key(&key).payload(line);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match producer.send_result(record) {
                 Ok(f) => {
                     futures.push(f);
                     break;
@@ -549,15 +558,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 /// Waits until `f` holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_every(timeout, Duration::from_millis(200), f)
+}
+
+/// Waits until `f` holds or `timeout` passes, looking every `every` (when looking is work for
+/// the broker, such as reading a whole topic); `f` is asked once more at the deadline.
+pub fn wait_every(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
+    loop {
         if f() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
     }
-    false
 }
 
 /// Simulated events as JSONL lines.

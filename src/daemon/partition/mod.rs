@@ -8,24 +8,25 @@
 //! topic never has an unacknowledged alert behind it: restoring it and reprocessing from its
 //! position loses nothing and re-sends the same alert ids.
 
+mod forwarding;
 mod snapshotting;
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{BorrowedMessage, Message};
 use std::sync::Arc;
 
 use swipeguard_detectors::{
-    Admission, Alert, Engine, EventMeta, EventTime, KeyKind, Output, RejectReason, Transaction,
+    Admission, Alert, Engine, EventMeta, EventTime, KeyKind, Output, RejectReason,
 };
 
 pub use super::delivery::SendError;
-use super::delivery::{DeliveryCtx, Outbox};
-use super::kafka::{copy_headers, OwnedRecord, Producer};
+use super::delivery::{DeliveryCtx, Outbox, Sink};
+use super::kafka::OwnedRecord;
+use super::source::SourceRecord;
 use super::stages::{self, Downstream, Inbound, PartitionId, Upstreams};
 use crate::codec::{decode_event, DecodeLimits, Rejected};
-use crate::encode::{encode_alert, encode_event};
+use crate::encode::encode_alert;
 use crate::metrics::Metrics;
 use snapshotting::PendingSnapshot;
 pub use snapshotting::{Finalized, SnapshotCtx};
@@ -57,7 +58,8 @@ pub struct Partition {
 
 /// What processing needs besides the partition.
 pub struct Ctx<'a> {
-    pub producer: &'a Producer,
+    /// Where alerts, dead letters, forwarded records and markers go.
+    pub sink: &'a dyn Sink,
     pub metrics: &'a Metrics,
     pub limits: &'a DecodeLimits,
     pub alerts_topic: &'a std::sync::Arc<str>,
@@ -73,12 +75,6 @@ pub struct Ctx<'a> {
     /// Decoding of forwarded events: their ids are hashed already.
     pub internal_limits: &'a DecodeLimits,
 }
-
-/// How often a card partition feeding live stages republishes an unchanged watermark.
-const MARKER_HEARTBEAT: Duration = Duration::from_secs(2);
-/// Least time between two markers of a busy partition (each is one record per partition of
-/// every internal topic): the downstream stages' latency floor, against the broker's load.
-const MARKER_EVERY: Duration = Duration::from_millis(250);
 
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
@@ -170,31 +166,6 @@ impl Partition {
         }
     }
 
-    /// A card partition feeding live stages publishes its watermark when it moved, when the
-    /// partition fell idle or woke, and at least every [`MARKER_HEARTBEAT`].
-    pub fn publish_watermark(&mut self, ctx: &Ctx<'_>) -> Result<(), SendError> {
-        if self.stage != KeyKind::Card || ctx.downstreams.is_empty() {
-            return Ok(());
-        }
-        let now = (self.engine.watermark(), self.idle_advanced);
-        let quiet = |(w, idle, at): (EventTime, bool, Instant)| {
-            let since = at.elapsed();
-            // Falling idle or waking is told at once; a moving watermark at most every
-            // MARKER_EVERY; an unchanged one every MARKER_HEARTBEAT.
-            idle == now.1 && (since < MARKER_EVERY || w == now.0 && since < MARKER_HEARTBEAT)
-        };
-        if self.published.is_some_and(quiet) {
-            return Ok(());
-        }
-        for to in ctx.downstreams {
-            for record in stages::markers(to, ctx.partitions, self.id, now.0, now.1) {
-                self.push(ctx, record, None)?;
-            }
-        }
-        self.published = Some((now.0, now.1, Instant::now()));
-        Ok(())
-    }
-
     /// Next offset to process (`None` before the first message when starting from the reset
     /// policy).
     pub fn position(&self) -> Option<i64> {
@@ -224,7 +195,7 @@ impl Partition {
 
     fn delivery<'a>(&self, ctx: &Ctx<'a>) -> DeliveryCtx<'a> {
         DeliveryCtx {
-            producer: ctx.producer,
+            sink: ctx.sink,
             metrics: ctx.metrics,
             log_limiter: ctx.log_limiter,
             runtime: ctx.runtime,
@@ -238,7 +209,7 @@ impl Partition {
         record: OwnedRecord,
         alert: Option<(Instant, EventMeta)>,
     ) -> Result<(), SendError> {
-        self.outbox.push(ctx.producer, record, alert)
+        self.outbox.push(ctx.sink, record, alert)
     }
 
     /// Takes acknowledged deliveries, without waiting.
@@ -271,11 +242,17 @@ impl Partition {
             // The state moved without a message: make the time cadence snapshot it.
             self.events_since_snapshot = self.events_since_snapshot.max(1);
         }
-        self.send_alerts(ctx, &mut out.alerts)
+        self.send_alerts(ctx, &mut out.alerts, None)
     }
 
-    /// Sends the alerts the engine produced.
-    pub fn send_alerts(&mut self, ctx: &Ctx<'_>, alerts: &mut Vec<Alert>) -> Result<(), SendError> {
+    /// Sends the alerts the engine produced; `arrived`: when the message that raised them
+    /// arrived (observed as the hand-off latency).
+    pub fn send_alerts(
+        &mut self,
+        ctx: &Ctx<'_>,
+        alerts: &mut Vec<Alert>,
+        arrived: Option<Instant>,
+    ) -> Result<(), SendError> {
         let released = Instant::now();
         for alert in alerts.drain(..) {
             let mut payload = Vec::with_capacity(512);
@@ -307,6 +284,11 @@ impl Partition {
                 ],
             };
             self.push(ctx, record, Some((released, alert.trigger_meta)))?;
+            if let Some(arrived) = arrived {
+                ctx.metrics
+                    .alert_handoff
+                    .observe(arrived.elapsed().as_secs_f64());
+            }
         }
         Ok(())
     }
@@ -315,7 +297,7 @@ impl Partition {
     fn dead_letter(
         &mut self,
         ctx: &Ctx<'_>,
-        msg: &BorrowedMessage<'_>,
+        msg: &impl SourceRecord,
         rejected: &Rejected,
     ) -> Result<(), SendError> {
         let hasher = ctx.limits.hasher.as_deref();
@@ -323,7 +305,8 @@ impl Partition {
         // raw card numbers too (crate::ingest states what a dead letter carries then).
         let mut headers: Vec<(Cow<'static, str>, Vec<u8>)> = match hasher {
             Some(_) => Vec::new(),
-            None => copy_headers(msg)
+            None => msg
+                .headers()
                 .into_iter()
                 .map(|(k, v)| (Cow::Owned(k), v))
                 .collect(),
@@ -363,9 +346,10 @@ impl Partition {
     pub fn process(
         &mut self,
         ctx: &Ctx<'_>,
-        msg: &BorrowedMessage<'_>,
+        msg: &impl SourceRecord,
         out: &mut Output,
     ) -> Result<(), SendError> {
+        let arrived = Instant::now();
         let offset = msg.offset();
         if self.position.is_some_and(|p| offset < p) {
             return Ok(()); // Seen already: a fetch restarted inside what was processed.
@@ -398,7 +382,7 @@ impl Partition {
                     if let Some(w) = upstreams.mark(upstream, watermark, idle) {
                         self.engine.advance_watermark(w, out);
                     }
-                    return self.send_alerts(ctx, &mut out.alerts);
+                    return self.send_alerts(ctx, &mut out.alerts, Some(arrived));
                 }
                 Inbound::Event { upstream, offset } if !upstreams.take(upstream, offset) => {
                     ctx.metrics
@@ -428,10 +412,10 @@ impl Partition {
             }
             Ok(mut tx) => {
                 tx.meta = EventMeta {
-                    produced_at_ms: msg.timestamp().to_millis().unwrap_or(0),
+                    produced_at_ms: msg.timestamp_ms().unwrap_or(0),
                     arrived_at_ms: wall_ms(),
                 };
-                let forwards = self.forwards(ctx, &tx, offset);
+                let forwards = self.forwards(ctx, &tx, offset, msg.payload());
                 let admission = self.engine.admit(tx, out);
                 // The refused event itself is not needed: the message's own bytes go out.
                 out.refusals.clear();
@@ -449,34 +433,12 @@ impl Partition {
                 }
             }
         }
-        self.send_alerts(ctx, &mut out.alerts)
+        self.send_alerts(ctx, &mut out.alerts, Some(arrived))
     }
 }
 
-impl Partition {
-    /// What a card partition forwards of `tx` (read at `offset`) if it admits it.
-    fn forwards(
-        &self,
-        ctx: &Ctx<'_>,
-        tx: &Transaction,
-        offset: i64,
-    ) -> Vec<(KeyKind, OwnedRecord)> {
-        if self.stage != KeyKind::Card || ctx.downstreams.is_empty() {
-            return Vec::new();
-        }
-        let mut payload = Vec::with_capacity(512);
-        encode_event(tx, &mut payload);
-        payload.pop();
-        ctx.downstreams
-            .iter()
-            .flat_map(|to| {
-                stages::forwards(to, ctx.partitions, tx, self.id, offset, &payload)
-                    .into_iter()
-                    .map(|r| (to.kind, r))
-            })
-            .collect()
-    }
-}
+#[cfg(test)]
+mod tests;
 
 fn total_released(out: &Output) -> u64 {
     out.counts.stages.iter().map(|s| s.released).sum()

@@ -9,12 +9,11 @@
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::producer::DeliveryFuture;
 use swipeguard_detectors::Engine;
 
 use super::Partition;
-use crate::daemon::delivery::{await_until, send, SendError};
-use crate::daemon::kafka::{OwnedRecord, Producer};
+use crate::daemon::delivery::{await_until, Ack, SendError, Sink};
+use crate::daemon::kafka::OwnedRecord;
 use crate::daemon::snapshots::SnapshotStore;
 use crate::metrics::Metrics;
 
@@ -29,7 +28,7 @@ pub(super) enum PendingSnapshot {
     /// Written; waits for its chunks' acknowledgements, then the offset may be committed.
     /// A chunk's future is `None` once acknowledged.
     Writing {
-        futures: Vec<Option<DeliveryFuture>>,
+        futures: Vec<Option<Ack>>,
         records: Vec<OwnedRecord>,
         position: i64,
         size: usize,
@@ -39,7 +38,7 @@ pub(super) enum PendingSnapshot {
 /// What writing snapshots needs.
 pub struct SnapshotCtx<'a> {
     /// The snapshot producer (a connection of its own).
-    pub producer: &'a Producer,
+    pub producer: &'a dyn Sink,
     pub store: &'a SnapshotStore,
     pub metrics: &'a Metrics,
     pub runtime: &'a tokio::runtime::Handle,
@@ -83,6 +82,13 @@ impl Partition {
             took_ms = encoding.elapsed().as_millis() as u64,
             "snapshot encoded"
         );
+        self.hold_snapshot(bytes, position);
+        true
+    }
+
+    /// Holds a snapshot encoded at `position` until everything sent before it is acknowledged;
+    /// the snapshot cadence starts again.
+    fn hold_snapshot(&mut self, bytes: Vec<u8>, position: i64) {
         self.snapshot = Some(PendingSnapshot::Waiting {
             bytes,
             position,
@@ -90,7 +96,6 @@ impl Partition {
         });
         self.events_since_snapshot = 0;
         self.last_snapshot_started = Instant::now();
-        true
     }
 
     /// Applies the live configuration `live` if the engine runs an older generation: the
@@ -117,13 +122,7 @@ impl Partition {
         // misses those read since, and restoring it would lose them.
         let bytes = self.encode_snapshot(position);
         let restored = Engine::restore(config, crate::daemon::stages::unframe(&bytes).1);
-        self.snapshot = Some(PendingSnapshot::Waiting {
-            bytes,
-            position,
-            sent_before: self.outbox.sent(),
-        });
-        self.events_since_snapshot = 0;
-        self.last_snapshot_started = Instant::now();
+        self.hold_snapshot(bytes, position);
         match restored {
             Ok(r) => {
                 metrics.record_discarded(&r.discarded);
@@ -159,7 +158,7 @@ impl Partition {
                 let records = sc.store.chunks(&self.label(), self.id, position, &bytes);
                 let futures = records
                     .iter()
-                    .map(|r| send(sc.producer, r).map(Some))
+                    .map(|r| sc.producer.send(r).map(Some))
                     .collect::<Result<Vec<_>, _>>()?;
                 self.snapshot = Some(PendingSnapshot::Writing {
                     futures,
@@ -183,11 +182,11 @@ impl Partition {
                 for (slot, record) in futures.iter_mut().zip(&records) {
                     let Some(future) = slot else { continue };
                     match future.now_or_never() {
-                        Some(Ok(Ok(_))) => *slot = None,
+                        Some(Ok(())) => *slot = None,
                         None => pending = true,
-                        Some(_) => {
+                        Some(Err(_)) => {
                             chunk_failed(sc);
-                            *slot = Some(send(sc.producer, record)?);
+                            *slot = Some(sc.producer.send(record)?);
                             pending = true;
                         }
                     }
@@ -227,12 +226,12 @@ impl Partition {
         let bytes = self.encode_snapshot(position);
         for record in &sc.store.chunks(&self.label(), self.id, position, &bytes) {
             loop {
-                let Ok(mut future) = send(sc.producer, record) else {
+                let Ok(mut future) = sc.producer.send(record) else {
                     return Finalized::TimedOut;
                 };
                 match await_until(sc.runtime, &mut future, deadline) {
-                    Some(Ok(Ok(_))) => break,
-                    Some(_) => chunk_failed(sc),
+                    Some(Ok(())) => break,
+                    Some(Err(_)) => chunk_failed(sc),
                     None => return Finalized::TimedOut,
                 }
             }
