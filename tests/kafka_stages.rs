@@ -87,6 +87,43 @@ fn stage_setup(bootstrap: &str) -> DaemonSetup {
 /// small machine starve each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Events every stage of `daemons` has taken so far (processed, late or duplicate).
+fn stage_events(daemons: &[&Daemon]) -> f64 {
+    daemons
+        .iter()
+        .filter_map(|d| d.http("/metrics"))
+        .map(|(_, body)| {
+            Daemon::series(&body, "swipeguard_stage_events_total")
+                .iter()
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Waits until `done` holds (asked every 3 s: it reads a topic), for as long as the stages of
+/// `daemons` keep taking events: this broker sometimes holds every fetch for a minute, so a
+/// fixed deadline would fail a slow run that is still moving. Gives up after three minutes
+/// without progress, or 15 minutes in all.
+fn wait_while_moving(daemons: &[&Daemon], mut done: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    let mut last = (stage_events(daemons), std::time::Instant::now());
+    wait_every(Duration::from_secs(900), Duration::from_secs(3), || {
+        if done() {
+            return true;
+        }
+        let now = stage_events(daemons);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(180),
+            "no stage took an event for three minutes ({:?} in all)",
+            started.elapsed()
+        );
+        false
+    })
+}
+
 /// The log lines that tell how partitions were restored and what was refused, for a failure.
 fn recovery_log(log: &str) -> String {
     log.lines()
@@ -215,9 +252,8 @@ fn live_equals_replay(run: Run) {
     );
     // The downstream stages release once every upstream partition's marker passes an event
     // (or says it is idle): wait for the alerts replay raised, then for nothing in flight.
-    let arrived = wait_every(Duration::from_secs(300), Duration::from_secs(3), || {
-        live_alerts(&setup).len() >= expected.len()
-    });
+    let daemons: Vec<&Daemon> = std::iter::once(&daemon).chain(&others).collect();
+    let arrived = wait_while_moving(&daemons, || live_alerts(&setup).len() >= expected.len());
     // The last events of a month are released once every swipes partition has been idle for
     // `engine.idle_watermark_after` (75 s here).
     for d in std::iter::once(&daemon).chain(&others) {
@@ -359,9 +395,7 @@ fn a_stalled_swipes_partition_makes_no_stage_event_late() {
         "{}",
         daemon.log_text()
     );
-    let arrived = wait_every(Duration::from_secs(300), Duration::from_secs(3), || {
-        live_alerts(&setup).len() >= expected.len()
-    });
+    let arrived = wait_while_moving(&[&daemon], || live_alerts(&setup).len() >= expected.len());
     // Everything is released but the two end swipes, in the card stage and the terminal stage
     // (nothing comes after them and nothing goes idle); nothing is left unacknowledged.
     let held = || {
