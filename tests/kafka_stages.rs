@@ -87,41 +87,99 @@ fn stage_setup(bootstrap: &str) -> DaemonSetup {
 /// small machine starve each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Events every stage of `daemons` has taken so far (processed, late or duplicate).
-fn stage_events(daemons: &[&Daemon]) -> f64 {
-    daemons
+/// What moves while the daemons work towards the end of the month: events every stage took
+/// (processed, late or duplicate), alerts raised, partitions restored and assigned. After the
+/// last event is taken only idleness releases the month's end (`engine.idle_watermark_after`),
+/// and a rebalance first restores every partition, so events alone would look stalled.
+fn progress(daemons: &[&Daemon]) -> Vec<f64> {
+    let sums = [
+        "swipeguard_stage_events_total",
+        "swipeguard_alerts_total",
+        "swipeguard_snapshot_restores_total",
+        "swipeguard_partitions_assigned",
+    ];
+    let bodies: Vec<String> = daemons
         .iter()
-        .filter_map(|d| d.http("/metrics"))
-        .map(|(_, body)| {
-            Daemon::series(&body, "swipeguard_stage_events_total")
+        .map(|d| d.http("/metrics").map(|(_, b)| b).unwrap_or_default())
+        .collect();
+    sums.iter()
+        .map(|name| {
+            bodies
                 .iter()
-                .sum::<f64>()
+                .map(|b| Daemon::series(b, name).iter().sum::<f64>())
+                .sum()
         })
-        .sum()
+        .collect()
 }
 
-/// Waits until `done` holds (asked every 3 s: it reads a topic), for as long as the stages of
-/// `daemons` keep taking events: this broker sometimes holds every fetch for a minute, so a
-/// fixed deadline would fail a slow run that is still moving. Gives up after three minutes
-/// without progress, or 15 minutes in all.
+/// Waits until `done` holds (asked every 3 s: it reads a topic), for as long as the daemons
+/// make [`progress`]: this broker sometimes holds every fetch for a minute, so a fixed deadline
+/// would fail a slow run that is still moving. Gives up after four minutes without progress
+/// (longer than the 75 s idle release plus a held fetch plus a rebalance's restores), or 15
+/// minutes in all, with what each daemon holds and logged last. Prints the progress as it goes
+/// (shown for a failing test).
 fn wait_while_moving(daemons: &[&Daemon], mut done: impl FnMut() -> bool) -> bool {
     let started = std::time::Instant::now();
-    let mut last = (stage_events(daemons), std::time::Instant::now());
-    wait_every(Duration::from_secs(900), Duration::from_secs(3), || {
+    let mut last = (progress(daemons), std::time::Instant::now());
+    let moving = wait_every(Duration::from_secs(900), Duration::from_secs(3), || {
         if done() {
             return true;
         }
-        let now = stage_events(daemons);
+        let now = progress(daemons);
         if now != last.0 {
+            eprintln!(
+                "{:>4} s: stage events, alerts, restores, assigned {now:?}",
+                started.elapsed().as_secs()
+            );
             last = (now, std::time::Instant::now());
         }
         assert!(
-            last.1.elapsed() < Duration::from_secs(180),
-            "no stage took an event for three minutes ({:?} in all)",
-            started.elapsed()
+            last.1.elapsed() < Duration::from_secs(240),
+            "nothing moved for four minutes ({:?} in all)\n{}",
+            started.elapsed(),
+            stall_report(daemons)
         );
         false
-    })
+    });
+    if !moving {
+        eprintln!("{}", stall_report(daemons));
+    }
+    moving
+}
+
+/// What each daemon holds and logged last, for a run that stopped moving.
+fn stall_report(daemons: &[&Daemon]) -> String {
+    let wanted = [
+        "swipeguard_stage_events_total",
+        "swipeguard_consumer_lag_messages",
+        "swipeguard_buffered_events",
+        "swipeguard_in_flight_records",
+        "swipeguard_partitions_assigned",
+        "swipeguard_snapshot_restores_total",
+        "swipeguard_ready",
+    ];
+    daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let metrics = d
+                .http("/metrics")
+                .map(|(_, body)| {
+                    body.lines()
+                        .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_else(|| "no metrics (not running?)".into());
+            let log = d.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            format!(
+                "--- daemon {i}\n{metrics}\n--- its log's last lines\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The log lines that tell how partitions were restored and what was refused, for a failure.
@@ -140,6 +198,7 @@ fn recovery_log(log: &str) -> String {
 
 fn live_equals_replay(run: Run) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let t0 = std::time::Instant::now();
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let setup = stage_setup(&broker.bootstrap());
@@ -209,9 +268,14 @@ fn live_equals_replay(run: Run) {
             "the card stage forwarded too little: {}",
             daemon.log_text()
         );
+        eprintln!(
+            "{:>4} s: half forwarded; one daemon leaves",
+            t0.elapsed().as_secs()
+        );
         let mut leaving = others.pop().unwrap();
         let (code, _) = leaving.terminate(Duration::from_secs(60));
         assert_eq!(code, Some(0), "{}", leaving.log_text());
+        eprintln!("{:>4} s: it left", t0.elapsed().as_secs());
     }
     if run == Run::Crash {
         for (round, part) in parts.iter().enumerate().skip(1).take(5) {
@@ -250,6 +314,7 @@ fn live_equals_replay(run: Run) {
         "the card stage never committed every swipe: {}",
         daemon.log_text()
     );
+    eprintln!("{:>4} s: every swipe committed", t0.elapsed().as_secs());
     // The downstream stages release once every upstream partition's marker passes an event
     // (or says it is idle): wait for the alerts replay raised, then for nothing in flight.
     let daemons: Vec<&Daemon> = std::iter::once(&daemon).chain(&others).collect();

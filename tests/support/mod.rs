@@ -462,11 +462,14 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
     }
 
-    /// Values of every series of a metric (`name{...} value` lines), from one scrape.
+    /// Values of every series of a metric (`name{...} value` or `name value` lines), from one
+    /// scrape.
     pub fn series(body: &str, name: &str) -> Vec<f64> {
-        let prefix = format!("{name}{{");
         body.lines()
-            .filter(|l| l.starts_with(&prefix))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
             .collect()
     }
