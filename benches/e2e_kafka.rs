@@ -167,12 +167,7 @@ fn throughput(events: u64) {
         Err(e) => println!("e2e/throughput bare consumer: not run ({e}); cargo build --release --example consume_rate"),
     }
     let config = setup.write(work.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &work.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &work.path().join("daemon.log"));
     let started = Instant::now();
     let cpu_before = cpu_seconds(daemon.child.id());
     // With live stages (SWIPEGUARD_BENCH_EXTRA turning on daemon.live_stages), done is when the
@@ -228,12 +223,7 @@ fn latency(rate: f64, seconds: f64, lateness: &str) {
     }
     setup.topics(4);
     let config = setup.write(work.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &work.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &work.path().join("daemon.log"));
 
     // Live traffic: event time = send time, cards drawn from two million (a card rarely swipes
     // twice within the run), and every 500th event opens a burst of five swipes on one card

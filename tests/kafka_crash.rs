@@ -35,11 +35,7 @@ fn kill_9_at_random_points_loses_no_alert_and_skips_no_event() {
     let mut committed_before = 0i64;
     for round in 0..5 {
         let mut daemon = Daemon::spawn(&config, setup.http_port, &log);
-        assert!(
-            daemon.wait_ready(Duration::from_secs(60)),
-            "round {round}: not ready: {}",
-            daemon.log_text()
-        );
+        daemon.assert_ready(&format!("in round {round}"));
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);

@@ -42,12 +42,7 @@ fn replay_equals_live_and_bad_messages_go_to_the_dead_letter_topic() {
         .contains(&format!("produced {} messages", lines.len())));
 
     let config = setup.write(dir.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "daemon not ready: {}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("daemon.log"));
     let processed = || {
         daemon
             .metric(r#"swipeguard_events_total{result="processed"}"#)
@@ -118,12 +113,7 @@ fn alert_budgets_withhold_the_same_live_as_in_replay() {
     let lines = simulate(800, 20, 12);
     produce_lines(&broker.bootstrap(), &setup.swipes, &lines);
     let config = setup.write(dir.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "daemon not ready: {}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("daemon.log"));
     daemon.wait_processed_and_drained(lines.len());
     let expected = by_id(replay_lines(dir.path(), &lines, Some(&config)));
     let notices = expected

@@ -22,12 +22,7 @@ fn a_twenty_second_broker_outage_loses_nothing_and_shows_not_ready() {
         .collect();
 
     let config = setup.write(dir.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("daemon.log"));
     // The outage falls mid-stream: the daemon has processed part of the first half.
     assert!(
         wait_until(Duration::from_secs(60), || daemon
@@ -53,11 +48,7 @@ fn a_twenty_second_broker_outage_loses_nothing_and_shows_not_ready() {
     std::thread::sleep(Duration::from_secs(20));
     broker.restart();
 
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "not ready again: {}",
-        daemon.log_text()
-    );
+    daemon.assert_ready("again after the outage");
     produce_lines(&broker.bootstrap(), &setup.swipes, second);
     let got = alert_ids_once_drained(&daemon, &setup, 3);
     assert_eq!(got, expected);

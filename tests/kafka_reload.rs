@@ -79,12 +79,7 @@ fn sighup_applies_a_good_file_at_a_logged_position_and_refuses_a_bad_one() {
     let config = setup.write(dir.path());
     let a = dir.path().join("a.toml");
     std::fs::copy(&config, &a).unwrap();
-    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("daemon.log"));
     produce_lines(&broker.bootstrap(), &setup.swipes, &lines[..half]);
     daemon.wait_processed_and_drained(half);
 

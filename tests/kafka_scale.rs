@@ -34,11 +34,7 @@ fn three_daemons_with_a_rebalance_find_what_one_finds() {
         })
         .collect();
     for d in &daemons {
-        assert!(
-            d.wait_ready(Duration::from_secs(60)),
-            "not ready: {}",
-            d.log_text()
-        );
+        d.assert_ready("yet");
     }
     let assigned = |d: &Daemon| d.metric("swipeguard_partitions_assigned").unwrap_or(0.0);
     assert!(

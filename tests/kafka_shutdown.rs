@@ -26,12 +26,7 @@ fn sigterm_flushes_commits_and_snapshots_and_a_restart_continues_exactly() {
 
     let config = setup.write(dir.path());
     let log = dir.path().join("daemon.log");
-    let mut daemon = Daemon::spawn(&config, setup.http_port, &log);
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let mut daemon = Daemon::spawn_ready(&config, setup.http_port, &log);
     let processed = |d: &Daemon| {
         d.metric(r#"swipeguard_events_total{result="processed"}"#)
             .unwrap_or(0.0)

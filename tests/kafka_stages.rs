@@ -221,12 +221,7 @@ fn live_equals_replay(run: Run) {
 
     let config = setup.write(dir.path());
     let log = dir.path().join("daemon.log");
-    let mut daemon = Daemon::spawn(&config, setup.http_port, &log);
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "not ready: {}",
-        daemon.log_text()
-    );
+    let mut daemon = Daemon::spawn_ready(&config, setup.http_port, &log);
     let forwarded = |d: &Daemon| {
         d.metric(r#"swipeguard_forwarded_records_total{stage="account"}"#)
             .unwrap_or(0.0)
@@ -237,15 +232,10 @@ fn live_equals_replay(run: Run) {
         for i in 0..2 {
             let mut s = stage_setup(&broker.bootstrap());
             s.http_port = free_port();
-            let other = Daemon::spawn(
+            let other = Daemon::spawn_ready(
                 &s.write(dir.path()),
                 s.http_port,
                 &dir.path().join(format!("daemon-{i}.log")),
-            );
-            assert!(
-                other.wait_ready(Duration::from_secs(60)),
-                "{}",
-                other.log_text()
             );
             others.push(other);
         }
@@ -293,11 +283,7 @@ fn live_equals_replay(run: Run) {
             );
             daemon.kill9();
             daemon = Daemon::spawn(&config, setup.http_port, &log);
-            assert!(
-                daemon.wait_ready(Duration::from_secs(60)),
-                "round {round}: not ready after the restart: {}",
-                daemon.log_text()
-            );
+            daemon.assert_ready(&format!("after restart {round}"));
         }
         for part in parts.iter().skip(6) {
             produce_lines(&broker.bootstrap(), &setup.swipes, part);
@@ -439,12 +425,7 @@ fn a_stalled_swipes_partition_makes_no_stage_event_late() {
     };
 
     let config = setup.write(dir.path());
-    let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("daemon.log"));
     // Both partitions run together for a while...
     let (a0, a1) = (p0.len() / 2, p1.len() / 4);
     produce_to(&bootstrap, &setup.swipes, Some(0), &p0[..a0]);

@@ -185,11 +185,6 @@ fn refused_credentials_stop_with_their_own_exit_code_and_good_ones_connect() {
     setup.client = sasl("right");
     setup.http_port = free_port();
     let config = setup.write(dir.path());
-    let mut daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("good.log"));
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    let mut daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("good.log"));
     assert_eq!(daemon.terminate(Duration::from_secs(40)).0, Some(0));
 }

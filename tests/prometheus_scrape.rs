@@ -155,11 +155,7 @@ fn prometheus_scrapes_the_expected_series_and_no_label_is_a_card() {
     let config = setup.write(dir.path());
     let daemon = Daemon::spawn(&config, setup.http_port, &dir.path().join("daemon.log"));
     let prometheus = Prometheus::start(setup.http_port);
-    assert!(
-        daemon.wait_ready(Duration::from_secs(60)),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.assert_ready("yet");
     // Every valid event released to the detectors (the idle advance releases the tail), then
     // nothing buffered and nothing unacknowledged, as the daemon itself reports it.
     let processed = r#"swipeguard_events_total{result="processed"}"#;

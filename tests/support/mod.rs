@@ -443,6 +443,24 @@ impl Daemon {
     }
 
     /// Waits until `/readyz` answers 200.
+    /// Starts a daemon and waits up to a minute for it to report ready (panics with its log
+    /// if it does not).
+    pub fn spawn_ready(config: &Path, http_port: u16, log: &Path) -> Daemon {
+        let daemon = Daemon::spawn(config, http_port, log);
+        daemon.assert_ready("at start");
+        daemon
+    }
+
+    /// Waits up to a minute for readiness; panics naming `when`, with the daemon's log, if it
+    /// does not come.
+    pub fn assert_ready(&self, when: &str) {
+        assert!(
+            self.wait_ready(Duration::from_secs(60)),
+            "not ready {when}: {}",
+            self.log_text()
+        );
+    }
+
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
