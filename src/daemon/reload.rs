@@ -1,11 +1,11 @@
 //! Reloading the configuration on SIGHUP (DESIGN §14).
 //!
 //! On SIGHUP the daemon reads its configuration file again and validates it whole. A file that
-//! does not load, or that changes anything but the `[detectors]` tables, is refused — logged
-//! with the key at fault, counted (`swipeguard_config_reloads_total{result="refused"}`) — and
-//! the running configuration is kept: the daemon never runs a configuration its file does not
-//! describe, and changes that need new connections or topics (everything outside `[detectors]`)
-//! need a restart. A valid change becomes the next *generation* of the live configuration; each
+//! does not load, that changes anything but the `[detectors]` tables, or that (with live
+//! stages) starts or stops a stage by switching a key kind's detectors on or off, is refused
+//! — logged with the key at fault, counted (`swipeguard_config_reloads_total{result="refused"}`)
+//! — and the running configuration is kept: the daemon never runs a configuration its file
+//! does not describe, and changes that need new connections, topics or stages need a restart. A valid change becomes the next *generation* of the live configuration; each
 //! partition applies it at its next snapshot position (a snapshot is taken at once for it): the
 //! state is carried over exactly as that snapshot restored under the new configuration would be
 //! (a retuned detector starts empty, the rest continue), so `replay --reconfigure-at
@@ -50,6 +50,8 @@ pub enum ReloadRefused {
     Invalid(String),
     #[error("{key} changed: only [detectors] tables apply without a restart")]
     NeedsRestart { key: String },
+    #[error("{key} changed which stages run (detectors keyed by {kind}): that needs a restart")]
+    StagesChanged { key: String, kind: &'static str },
     #[error("detectors with shadow = true send to {topic}, which does not exist: create it first")]
     NoShadowTopic { topic: String },
 }
@@ -69,6 +71,28 @@ pub fn outside_detectors(running: &Config, new: &Config) -> Option<String> {
         return Some("config".into());
     };
     first_difference(&a, &b, "")
+}
+
+/// With live stages, the first detector whose switching on or off starts or stops a stage
+/// (the first enabled, or the last disabled, of its key kind), and that kind: a stage's topics
+/// and partitions are set up at start-up, so such a change needs a restart.
+pub fn stages_changed(running: &Config, new: &Config) -> Option<(String, &'static str)> {
+    let (before, after) = (running.live_kinds(), new.live_kinds());
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|k| !after.contains(k))
+        .chain(after.iter().filter(|k| !before.contains(k)))
+        .copied()
+        .collect();
+    let kind = *changed.first()?;
+    let detector = swipeguard_detectors::registry::REGISTRY
+        .iter()
+        .filter(|r| r.key == kind)
+        .find(|r| (r.enabled)(&running.detectors) != (r.enabled)(&new.detectors))?;
+    Some((
+        format!("detectors.{}.enabled", detector.name),
+        kind.as_str(),
+    ))
 }
 
 fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
@@ -108,6 +132,9 @@ fn candidate(path: &Path, shared: &Shared) -> Result<Option<Live>, ReloadRefused
     let new = Config::load(Some(path)).map_err(|e| ReloadRefused::Invalid(e.to_string()))?;
     if let Some(key) = outside_detectors(&shared.config, &new) {
         return Err(ReloadRefused::NeedsRestart { key });
+    }
+    if let Some((key, kind)) = stages_changed(&shared.config, &new) {
+        return Err(ReloadRefused::StagesChanged { key, kind });
     }
     let live = shared.live();
     let engine = new.live_engine_config();
@@ -251,5 +278,27 @@ mod tests {
         assert!(any_shadow(&retuned.detectors) && !any_shadow(&running.detectors));
         let replay_only = parse("[detectors.early_refill]\nshadow = true\n");
         assert!(!any_shadow(&replay_only.live_engine_config().detectors));
+    }
+
+    #[test]
+    fn switching_a_stage_on_or_off_needs_a_restart_and_names_the_detector() {
+        let stages = "[daemon]\nlive_stages = true\n";
+        let no_terminal = parse(&format!(
+            "{stages}\n[detectors.terminal_pin_probe]\nenabled = false\n"
+        ));
+        let all = parse(stages);
+        let expected = Some((
+            "detectors.terminal_pin_probe.enabled".to_string(),
+            "terminal",
+        ));
+        assert_eq!(stages_changed(&no_terminal, &all), expected);
+        assert_eq!(stages_changed(&all, &no_terminal), expected);
+        // Retuning a running stage's detector, or any change without live stages, starts none.
+        let retuned = parse(&format!(
+            "{stages}\n[detectors.terminal_pin_probe]\nmin_cards = 9\n"
+        ));
+        assert_eq!(stages_changed(&all, &retuned), None);
+        let card_only = parse("[detectors.terminal_pin_probe]\nenabled = false\n");
+        assert_eq!(stages_changed(&card_only, &parse("")), None);
     }
 }
