@@ -5,10 +5,11 @@
 //! stages) starts or stops a stage by switching a key kind's detectors on or off, is refused
 //! — logged with the key at fault, counted (`swipeguard_config_reloads_total{result="refused"}`)
 //! — and the running configuration is kept: the daemon never runs a configuration its file
-//! does not describe, and changes that need new connections, topics or stages need a restart. A valid change becomes the next *generation* of the live configuration; each
-//! partition applies it at its next snapshot position (a snapshot is taken at once for it): the
-//! state is carried over exactly as that snapshot restored under the new configuration would be
-//! (a retuned detector starts empty, the rest continue), so `replay --reconfigure-at
+//! does not describe, and changes that need new connections, topics or stages need a restart.
+//! A valid change becomes the next *generation* of the live configuration; each partition
+//! applies it at its next snapshot position (a snapshot is taken at once for it): the state is
+//! carried over exactly as that snapshot restored under the new configuration would be (a
+//! retuned detector starts empty, the rest continue), so `replay --reconfigure-at
 //! POSITION=FILE` with the position the daemon logs gives the same alerts. New alerts carry the
 //! new `detector_version`; the snapshots after the change carry the new configuration's
 //! fingerprint.
