@@ -14,12 +14,12 @@
 //!
 //! Layout: an entry is one 64-byte cache line — the key (inline up to 24 bytes), its last event
 //! time, its links in the recency order and its slots — in a chunked slab with a free list; the
-//! hash index holds entry numbers only. No allocation per key, and nothing ever moves.
+//! hash index holds entry numbers only and grows a little at each insertion
+//! ([`crate::key_index`]). No allocation per key, and nothing ever moves.
 //! The hasher has a fixed seed and nothing observable depends on hash order.
 
-use hashbrown::HashTable;
-
 use crate::chunked::Chunked;
+use crate::key_index::KeyIndex;
 use crate::model::{EventTime, Text};
 
 type Hasher = foldhash::fast::FixedState;
@@ -43,7 +43,7 @@ struct Entry {
 
 #[derive(Clone, Debug)]
 pub(crate) struct KeyTable {
-    index: HashTable<u32>,
+    index: KeyIndex,
     hasher: Hasher,
     entries: Chunked<Entry>,
     width: usize,
@@ -63,7 +63,7 @@ impl KeyTable {
         debug_assert!(max > 0);
         debug_assert!(width <= MAX_SLOTS);
         KeyTable {
-            index: HashTable::new(),
+            index: KeyIndex::default(),
             hasher: Hasher::with_seed(0x5e1f_9a2d),
             entries: Chunked::default(),
             width: width.min(MAX_SLOTS),
@@ -92,8 +92,7 @@ impl KeyTable {
     pub fn find(&self, key: &str) -> Option<u32> {
         let entries = &self.entries;
         self.index
-            .find(self.hash(key), |&i| entries[i as usize].key == key)
-            .copied()
+            .find(self.hash(key), |i| entries[i as usize].key == key)
     }
 
     /// The key's entry, moved to the most-recently-seen end with `now` as its last event; a new
@@ -147,7 +146,7 @@ impl KeyTable {
         };
         let hash = self.hash(key);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(hash, at, |&i| {
+        self.index.insert(hash, at, entries.len(), |i| {
             use std::hash::BuildHasher;
             hasher.hash_one(entries[i as usize].key.as_str())
         });
@@ -158,9 +157,7 @@ impl KeyTable {
     /// Forgets a key (its slots must already be empty or freed by the caller).
     pub fn remove(&mut self, at: u32) {
         let hash = self.hash(&self.entries[at as usize].key);
-        if let Ok(found) = self.index.find_entry(hash, |&i| i == at) {
-            found.remove();
-        }
+        self.index.remove(hash, at);
         self.unlink(at);
         let e = &mut self.entries[at as usize];
         e.key = Text::default();
@@ -281,7 +278,7 @@ impl KeyTable {
     pub fn reserve(&mut self, additional: usize) {
         let additional = additional.min(self.max);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.reserve(additional, |&i| {
+        self.index.reserve(additional, entries.len(), |i| {
             use std::hash::BuildHasher;
             hasher.hash_one(entries[i as usize].key.as_str())
         });
@@ -292,12 +289,7 @@ impl KeyTable {
     /// not memory). The hash index's control bytes are all written, so it counts whole.
     pub fn bytes(&self) -> usize {
         let entries = self.entries.bytes();
-        let buckets = if self.index.capacity() == 0 {
-            0
-        } else {
-            (self.index.capacity() * 8 / 7).next_power_of_two()
-        };
-        let index = buckets * (std::mem::size_of::<u32>() + 1);
+        let index = self.index.buckets() * (std::mem::size_of::<u32>() + 1);
         let vacant = self.vacant.capacity() * 4;
         let long_keys: usize = self
             .entries

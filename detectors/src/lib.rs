@@ -27,6 +27,7 @@ pub mod detector;
 pub mod detectors;
 pub mod engine;
 mod intern;
+mod key_index;
 mod keys;
 pub mod model;
 mod packed;
