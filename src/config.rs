@@ -84,8 +84,9 @@ pub struct EngineSection {
     /// How far behind the newest event time an event may arrive and still be detected.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
-    /// Daemon: a partition that receives nothing this long advances its watermark to the newest
-    /// event time seen, releasing buffered events.
+    /// Daemon: a partition that receives nothing this long, and that the broker reports read to
+    /// its end, advances its watermark to the newest event time seen, releasing buffered events.
+    /// A partition whose records the broker holds back is stalled, not idle, and waits.
     #[serde(with = "humantime_serde")]
     pub idle_watermark_after: Duration,
     /// Most cards tracked per partition; past it the least recently seen card is forgotten.
@@ -334,6 +335,19 @@ impl Config {
             .is_some_and(|b| b.trim().is_empty())
         {
             return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        // The lag gauges and the idle advance (which needs to know a partition is read to its
+        // end) come from the consumer's statistics.
+        if self
+            .kafka
+            .client
+            .get("statistics.interval.ms")
+            .is_some_and(|v| v.trim() == "0")
+        {
+            return Err(invalid(
+                "kafka.client.statistics.interval.ms",
+                "must not be 0: the consumer lag gauges and the idle advance read the client's statistics",
+            ));
         }
         Ok(())
     }

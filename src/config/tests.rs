@@ -89,6 +89,14 @@ fn unknown_keys_and_bad_values_name_the_key() {
         .to_string();
     assert_eq!(err, "log.format: must be \"text\" or \"json\"");
 
+    let err = parse("[kafka.client]\n\"statistics.interval.ms\" = \"0\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("kafka.client.statistics.interval.ms: must not be 0"),
+        "{err}"
+    );
+
     let err = parse("[engine\n", &[]).unwrap_err().to_string();
     assert!(err.starts_with("test.toml:"), "{err}");
 }

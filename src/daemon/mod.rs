@@ -108,6 +108,17 @@ impl DaemonError {
     }
 }
 
+/// A partition as the consumer's statistics (every `statistics.interval.ms`) last reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchView {
+    /// The broker's high watermark: the offset its next record will take.
+    pub high: i64,
+    /// Read to its end: the client's fetch position has reached the high watermark (past any
+    /// transaction markers, which take offsets but are never handed over) with nothing waiting
+    /// in its queue, so whatever the broker held has been handed over.
+    pub at_end: bool,
+}
+
 /// What the pipeline and the rebalance callbacks share.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -119,8 +130,8 @@ pub struct Shared {
     pub snapshot_producer: Producer,
     pub snapshots: SnapshotStore,
     pub partitions: Mutex<BTreeMap<PartitionId, Partition>>,
-    /// High watermarks of the partitions read, from the consumer's statistics.
-    pub high_watermarks: Mutex<HashMap<PartitionId, i64>>,
+    /// What the consumer's statistics last reported of each partition read.
+    pub fetch_views: Mutex<HashMap<PartitionId, FetchView>>,
     pub limits: DecodeLimits,
     /// Decoding of forwarded events (their ids are hashed already).
     pub internal_limits: DecodeLimits,
@@ -277,7 +288,7 @@ pub async fn run(
         producer,
         snapshot_producer,
         partitions: Mutex::new(BTreeMap::new()),
-        high_watermarks: Mutex::new(HashMap::new()),
+        fetch_views: Mutex::new(HashMap::new()),
         limits: config.decode_limits(),
         internal_limits: crate::codec::DecodeLimits {
             hasher: None,

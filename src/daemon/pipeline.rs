@@ -100,8 +100,8 @@ fn maintain(
     let ctx = shared.ctx();
     let cfg = &shared.config;
     let mut parts = shared.partitions();
-    let highs = shared
-        .high_watermarks
+    let views = shared
+        .fetch_views
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
@@ -111,7 +111,8 @@ fn maintain(
         part.poll_acks(&ctx)?;
         // A downstream stage partition's watermark is its upstream partitions' (their markers).
         if part.stage == swipeguard_detectors::KeyKind::Card {
-            part.advance_idle(&ctx, cfg.engine.idle_watermark_after, out)?;
+            let at_end = views.get(&part.pid()).is_some_and(|v| v.at_end);
+            part.advance_idle(&ctx, cfg.engine.idle_watermark_after, at_end, out)?;
             part.publish_watermark(&ctx)?;
         }
         // A reloaded configuration is applied at a snapshot taken for it at the current position.
@@ -122,9 +123,9 @@ fn maintain(
             false,
         );
         advance_snapshot(shared, consumer, part)?;
-        let lag = match (highs.get(&part.pid()), part.position()) {
+        let lag = match (views.get(&part.pid()).map(|v| v.high), part.position()) {
             (Some(high), Some(pos)) => (high - pos).max(0),
-            (Some(high), None) => *high,
+            (Some(high), None) => high,
             _ => 0,
         };
         lags.push(lag);

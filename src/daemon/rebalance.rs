@@ -19,7 +19,7 @@ use super::kafka::record_statistics;
 use super::partition::Partition;
 use super::pipeline::finalize;
 use super::stages::{unframe, PartitionId};
-use super::Shared;
+use super::{FetchView, Shared};
 
 pub struct ConsumerCtx {
     pub shared: Arc<Shared>,
@@ -29,18 +29,25 @@ impl ClientContext for ConsumerCtx {
     fn stats(&self, stats: Statistics) {
         let up = record_statistics(&self.shared.metrics, "consumer", &stats);
         self.shared.health.set_broker_up(up > 0);
-        let mut highs = self
+        let mut views = self
             .shared
-            .high_watermarks
+            .fetch_views
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for (name, topic) in &stats.topics {
             for (p, s) in &topic.partitions {
+                // Before its first fetch response a partition's high watermark is unknown.
                 if *p < 0 || s.hi_offset < 0 {
                     continue;
                 }
                 if let Some(pid) = self.shared.partition_of(name, *p) {
-                    highs.insert(pid, s.hi_offset);
+                    views.insert(
+                        pid,
+                        FetchView {
+                            high: s.hi_offset,
+                            at_end: s.next_offset >= s.hi_offset && s.fetchq_cnt == 0,
+                        },
+                    );
                 }
             }
         }
@@ -177,6 +184,13 @@ impl ConsumerCtx {
             .collect();
         for _ in &ids {
             shared.health.restoring_started();
+        }
+        {
+            // What was reported before this assignment does not say where its fetching stands.
+            let mut views = shared.fetch_views.lock().unwrap_or_else(|p| p.into_inner());
+            for pid in &ids {
+                views.remove(pid);
+            }
         }
         for pid in ids {
             let part = restore(shared, pid);

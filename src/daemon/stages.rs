@@ -15,9 +15,10 @@
 //!   at the beginning of time, one idle without ever having had an event does not count; when
 //!   every upstream partition is idle, the newest of their watermarks, so that the end of the
 //!   input is released as replay releases it. It never moves back. The price of that last rule
-//!   is the price of DESIGN §3's idle advance: idleness is wall time, so a broker that stalls
-//!   every swipes partition for longer than `engine.idle_watermark_after` releases the stages
-//!   early, and the lagging partitions' events then count as late there.
+//!   is the price of DESIGN §3's idle advance: idleness is wall time, and a card partition is
+//!   idle only once the broker has reported it read to its end, so a partition with records the
+//!   broker holds back never releases the stages early; but records produced after that report
+//!   and held back by the broker for longer than `engine.idle_watermark_after` count as late.
 //! - **Redelivery.** A crashed upstream partition forwards again what it forwarded after its
 //!   last commit; a downstream partition remembers the highest upstream offset it took from
 //!   each upstream partition and drops older ones (counted as redelivered, never late).

@@ -225,14 +225,18 @@ impl Partition {
     }
 
     /// Live mode's idle advance (DESIGN §3), once per quiet spell of `after`: the watermark
-    /// moves to the newest event time seen and what it releases is sent.
+    /// moves to the newest event time seen and what it releases is sent. Only a partition read
+    /// to its end (`at_end`: the broker last reported nothing beyond what was taken) is idle;
+    /// one whose records the broker holds back is stalled, and advancing it would make those
+    /// records late in every downstream stage.
     pub fn advance_idle(
         &mut self,
         ctx: &Ctx<'_>,
         after: Duration,
+        at_end: bool,
         out: &mut Output,
     ) -> Result<(), SendError> {
-        if self.idle_advanced || self.last_message.elapsed() < after {
+        if self.idle_advanced || !at_end || self.last_message.elapsed() < after {
             return Ok(());
         }
         let released = total_released(out);

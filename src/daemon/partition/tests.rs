@@ -270,6 +270,15 @@ fn live(bed: &Bed, lines: &[String], seed: u64, crash_every: Option<usize>) -> (
                 part.publish_markers(&ctx).unwrap();
             }
         }
+        // The idle time passes now and then, whether or not the broker has delivered all it
+        // holds (a stalled broker): only a partition read to its end may fall idle.
+        if pid.stage == KeyKind::Card && schedule.next(8) == 0 {
+            let at_end = next_offset(part) >= log.len();
+            part.advance_idle(&ctx, Duration::ZERO, at_end, &mut out)
+                .unwrap();
+            part.publish_markers(&ctx).unwrap();
+            out.alerts.clear();
+        }
         if crash_every.is_some() && schedule.next(16) == 0 {
             if let Some(position) = part.position() {
                 snapshots.insert(pid, part.encode_snapshot(position));
@@ -298,7 +307,8 @@ fn live(bed: &Bed, lines: &[String], seed: u64, crash_every: Option<usize>) -> (
             // The swipes are all read: the card partitions fall idle and say so.
             for (pid, part) in parts.iter_mut().filter(|(p, _)| p.stage == KeyKind::Card) {
                 let _ = pid;
-                part.advance_idle(&ctx, Duration::ZERO, &mut out).unwrap();
+                part.advance_idle(&ctx, Duration::ZERO, true, &mut out)
+                    .unwrap();
                 part.publish_markers(&ctx).unwrap();
             }
             out.alerts.clear();
@@ -396,4 +406,31 @@ fn a_failed_delivery_is_sent_again_and_an_invalid_event_is_a_dead_letter() {
     assert_eq!(letter.header("origin"), Some(&b"till-7"[..]));
     assert!(letter.header("swipeguard.reason").is_some());
     assert_eq!(part.position(), Some(1));
+}
+
+/// A card partition whose broker still holds records for it is stalled, not idle: however long
+/// nothing arrives, it keeps its buffer (and tells the stages nothing) until it has been read to
+/// its end; then the idle advance releases it.
+#[test]
+fn only_a_partition_read_to_its_end_falls_idle() {
+    let bed = Bed::new();
+    let ctx = bed.ctx();
+    let pid = PartitionId::card(0);
+    let mut part = bed.partitions().remove(&pid).unwrap();
+    let mut out = Output::default();
+    let bus = swipes(&simulated(40, 2, 7));
+    let log = &bus.logs[&(SWIPES.to_string(), 0)];
+    for record in &log[..log.len() / 2] {
+        part.process(&ctx, record, &mut out).unwrap();
+    }
+    let buffered = part.engine.watermark();
+    part.advance_idle(&ctx, Duration::ZERO, false, &mut out)
+        .unwrap();
+    assert_eq!(part.engine.watermark(), buffered, "stalled, yet advanced");
+    part.advance_idle(&ctx, Duration::ZERO, true, &mut out)
+        .unwrap();
+    assert!(
+        part.engine.watermark() > buffered,
+        "read to its end, yet held"
+    );
 }
