@@ -401,12 +401,8 @@ impl CodeBook {
     /// gap) and its first settlement (id, time, institution, person); the index and
     /// vacant places count to the key, long strings to where they belong.
     pub fn bytes_by_part(&self) -> (usize, usize) {
-        let buckets = if self.index.capacity() == 0 {
-            0
-        } else {
-            (self.index.capacity() * 8 / 7).next_power_of_two()
-        };
-        let index = buckets * (std::mem::size_of::<u32>() + 1);
+        let index =
+            crate::key_index::buckets(self.index.capacity()) * (std::mem::size_of::<u32>() + 1);
         let vacant = (self.records - self.live) * std::mem::size_of::<Record>();
         let gaps = self.long_gaps.len() * 48;
         let key = self.live * 20 + index + vacant + gaps;

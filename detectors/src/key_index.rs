@@ -43,9 +43,11 @@ impl KeyIndex {
     pub fn insert(&mut self, hash: u64, at: u32, entries: usize, hash_of: impl Fn(u32) -> u64) {
         if self.current.len() == self.current.capacity() {
             self.finish(entries, &hash_of);
-            self.start();
+            self.start(entries);
         }
-        self.move_some(self.step, entries, &hash_of);
+        if self.moving() {
+            self.move_to(self.cursor.saturating_add(self.step), entries, &hash_of);
+        }
         // Room was made above, so this never rebuilds the table.
         self.current.insert_unique(hash, at, |&i| hash_of(i));
     }
@@ -70,41 +72,33 @@ impl KeyIndex {
         buckets(self.current.capacity()) + buckets(self.draining.capacity())
     }
 
-    /// Whether a move is under way (for tests).
-    #[cfg(test)]
-    pub fn draining(&self) -> bool {
+    /// Whether a move is under way.
+    fn moving(&self) -> bool {
         self.draining.capacity() > 0
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.current.len() + self.draining.len()
     }
 
     /// Sets the full table aside and opens one with room for twice the keys (or the same room
-    /// when deletions, not keys, filled it: the new table has no deleted markers).
-    fn start(&mut self) {
+    /// when deletions, not keys, filled it: the new table has no deleted markers), to be
+    /// filled by walking the slab of `entries` within as many insertions as the new table has
+    /// room for, twice over.
+    fn start(&mut self, entries: usize) {
         let keys = self.current.len();
         let fresh = HashTable::with_capacity((2 * keys).max(16));
         self.draining = std::mem::replace(&mut self.current, fresh);
         self.cursor = 0;
-        self.step = 0;
+        let room = self.current.capacity().saturating_sub(keys).max(1);
+        self.step = entries.div_ceil(room).saturating_mul(2).max(MIN_STEP);
     }
 
-    /// Moves the keys of up to `budget` entry numbers (at least [`MIN_STEP`]) from the
-    /// draining table; drops it once the whole slab has been walked.
-    fn move_some(&mut self, budget: usize, entries: usize, hash_of: &impl Fn(u32) -> u64) {
-        if self.draining.capacity() == 0 {
-            return;
-        }
-        if self.step == 0 {
-            // Walk the slab within as many insertions as `current` has room for, twice over.
-            let room = self.current.capacity().saturating_sub(self.len()).max(1);
-            self.step = entries.div_ceil(room).saturating_mul(2).max(MIN_STEP);
-        }
-        let end = self
-            .cursor
-            .saturating_add(budget.max(self.step))
-            .min(entries);
+    /// Moves the keys of the entry numbers before `end` from the draining table; drops it once
+    /// the whole slab has been walked.
+    fn move_to(&mut self, end: usize, entries: usize, hash_of: &impl Fn(u32) -> u64) {
+        let end = end.min(entries);
         for at in self.cursor..end {
             let at = at as u32;
             let hash = hash_of(at);
@@ -117,20 +111,19 @@ impl KeyIndex {
         if self.cursor >= entries || self.draining.is_empty() {
             self.draining = HashTable::new();
             self.cursor = 0;
-            self.step = 0;
         }
     }
 
     /// Completes a move under way at once.
     fn finish(&mut self, entries: usize, hash_of: &impl Fn(u32) -> u64) {
-        while self.draining.capacity() > 0 {
-            self.move_some(entries, entries, hash_of);
+        if self.moving() {
+            self.move_to(entries, entries, hash_of);
         }
     }
 }
 
 /// Buckets hashbrown allocates for a table of `capacity` (a power of two above 8/7 of it).
-fn buckets(capacity: usize) -> usize {
+pub(crate) fn buckets(capacity: usize) -> usize {
     if capacity == 0 {
         0
     } else {
@@ -165,7 +158,7 @@ mod tests {
                 });
                 index.insert(h(at), at, slab as usize, h);
                 model.insert(at, ());
-                moves_seen += usize::from(index.draining());
+                moves_seen += usize::from(index.moving());
             }
             if round >= 20 {
                 let mut gone: Vec<u32> = model.keys().copied().collect();

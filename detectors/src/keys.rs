@@ -57,6 +57,12 @@ pub(crate) struct KeyTable {
     cursor: u32,
 }
 
+/// The hash of the key at an entry number (what the index needs to move or rehash keys).
+fn hash_at<'a>(entries: &'a Chunked<Entry>, hasher: &'a Hasher) -> impl Fn(u32) -> u64 + 'a {
+    use std::hash::BuildHasher;
+    move |i| hasher.hash_one(entries[i as usize].key.as_str())
+}
+
 impl KeyTable {
     /// A table for keys with `width` detector slots each, holding at most `max` keys.
     pub fn new(width: usize, max: usize) -> Self {
@@ -145,11 +151,9 @@ impl KeyTable {
             }
         };
         let hash = self.hash(key);
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert(hash, at, entries.len(), |i| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(entries[i as usize].key.as_str())
-        });
+        let entries = self.entries.len();
+        self.index
+            .insert(hash, at, entries, hash_at(&self.entries, &self.hasher));
         self.len += 1;
         at
     }
@@ -277,11 +281,9 @@ impl KeyTable {
     /// Makes room for `additional` keys at once (restore).
     pub fn reserve(&mut self, additional: usize) {
         let additional = additional.min(self.max);
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.reserve(additional, entries.len(), |i| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(entries[i as usize].key.as_str())
-        });
+        let entries = self.entries.len();
+        self.index
+            .reserve(additional, entries, hash_at(&self.entries, &self.hasher));
     }
 
     /// Estimated bytes held: entries, the hash index, vacancies and long keys' strings.
