@@ -305,8 +305,7 @@ fn live(bed: &Bed, lines: &[String], seed: u64, crash_every: Option<usize>) -> (
                 break;
             }
             // The swipes are all read: the card partitions fall idle and say so.
-            for (pid, part) in parts.iter_mut().filter(|(p, _)| p.stage == KeyKind::Card) {
-                let _ = pid;
+            for (_, part) in parts.iter_mut().filter(|(p, _)| p.stage == KeyKind::Card) {
                 part.advance_idle(&ctx, Duration::ZERO, true, &mut out)
                     .unwrap();
                 part.publish_markers(&ctx).unwrap();
