@@ -134,6 +134,18 @@ pub struct DaemonConfig {
     /// through `<kafka.internal_topic_prefix>.by-<key>` topics (DESIGN §11). Off: they run in
     /// replay only. Off by default while their crash and scale-out guarantees are being proven.
     pub live_stages: bool,
+    /// Linux: run every thread but the pipeline's in `SCHED_BATCH` — the same share of CPU, but
+    /// librdkafka's and the runtime's wake-ups no longer preempt the pipeline thread while it
+    /// hands an alert over (`src/daemon/os_tuning.rs`). Off: every thread runs ordinary.
+    pub batch_other_threads: bool,
+    /// Linux: let the allocator use transparent huge pages. Off (the default), the daemon
+    /// turns them off for itself: first touching a 2 MiB page stalls the thread for
+    /// milliseconds on a VM.
+    pub transparent_huge_pages: bool,
+    /// Linux: 1–99 runs the pipeline thread `SCHED_FIFO` at this priority, so that no ordinary
+    /// thread preempts it (needs `CAP_SYS_NICE`; refused, the daemon does not start). 0 (the
+    /// default): off.
+    pub pipeline_realtime_priority: u8,
 }
 
 impl Default for DaemonConfig {
@@ -145,6 +157,9 @@ impl Default for DaemonConfig {
             ready_max_lag: 100_000,
             snapshot_chunk_bytes: 512 * 1024,
             live_stages: false,
+            batch_other_threads: true,
+            transparent_huge_pages: false,
+            pipeline_realtime_priority: 0,
         }
     }
 }
@@ -304,6 +319,12 @@ impl Config {
     /// Checks what types alone cannot; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Engine::new(self.engine_config()).map_err(|e| invalid(e.key, e.reason))?;
+        if self.daemon.pipeline_realtime_priority > 99 {
+            return Err(invalid(
+                "daemon.pipeline_realtime_priority",
+                "must be 0 (off) or a SCHED_FIFO priority from 1 to 99",
+            ));
+        }
         if self.ingest.max_items == 0 {
             return Err(invalid("ingest.max_items", "must be at least 1"));
         }

@@ -117,6 +117,16 @@ fn run_daemon(path: &std::path::Path, log_json: bool) -> Result<()> {
         return Err(MissingKey(format!("kafka.brokers: required by `swipeguard run` (set it in {} or SWIPEGUARD_KAFKA__BROKERS)", path.display())).into());
     }
     swipeguard::telemetry::init(&config.log, log_json);
+    {
+        // Before any thread exists: the runtime's and librdkafka's threads inherit these.
+        use swipeguard::daemon::os_tuning;
+        if config.daemon.batch_other_threads {
+            os_tuning::apply_or_log("SCHED_BATCH", os_tuning::batch_this_thread());
+        }
+        if !config.daemon.transparent_huge_pages {
+            os_tuning::apply_or_log("no huge pages", os_tuning::small_pages_only());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -188,3 +188,67 @@ fn refused_credentials_stop_with_their_own_exit_code_and_good_ones_connect() {
     let mut daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("good.log"));
     assert_eq!(daemon.terminate(Duration::from_secs(40)).0, Some(0));
 }
+
+/// The scheduling class of each thread of `pid` (Linux).
+fn thread_policies(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                // SAFETY: the call only reads; a thread gone since the listing gives -1.
+                .map(|tid| unsafe { libc::sched_getscheduler(tid) })
+                .filter(|&p| p >= 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `THP_enabled` of /proc/PID/status: 0 once the process turned huge pages off.
+fn huge_pages_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line.split_whitespace().nth(1)? == "1")
+}
+
+#[test]
+fn only_the_pipeline_thread_runs_ordinary_and_the_settings_turn_it_off() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (batch, other) = (libc::SCHED_BATCH, libc::SCHED_OTHER);
+
+    // Defaults: every thread SCHED_BATCH but one, the pipeline's; no huge pages.
+    let setup = DaemonSetup::new(&broker.bootstrap(), "sched-default");
+    setup.topics(2);
+    let config = setup.write(dir.path());
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("default.log"));
+    let pid = daemon.child.id();
+    // Waited on: a snapshot reader made by the pipeline thread runs ordinary while it lives.
+    let one_ordinary = || {
+        let p = thread_policies(pid);
+        p.len() > 4
+            && p.iter().filter(|&&c| c == other).count() == 1
+            && p.iter().filter(|&&c| c == batch).count() == p.len() - 1
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), one_ordinary),
+        "{:?}\n{}",
+        thread_policies(pid),
+        daemon.log_text()
+    );
+    assert_eq!(huge_pages_enabled(pid), Some(false));
+    drop(daemon);
+
+    // Both off: every thread ordinary, huge pages as the system has them.
+    let mut setup = DaemonSetup::new(&broker.bootstrap(), "sched-off");
+    setup.topics(2);
+    setup.extra = "[daemon]\nbatch_other_threads = false\ntransparent_huge_pages = true\n".into();
+    let config = setup.write(dir.path());
+    let daemon = Daemon::spawn_ready(&config, setup.http_port, &dir.path().join("off.log"));
+    let pid = daemon.child.id();
+    let policies = thread_policies(pid);
+    assert!(
+        policies.len() > 4 && policies.iter().all(|&c| c == other),
+        "{policies:?}"
+    );
+    assert_eq!(huge_pages_enabled(pid), Some(true));
+}

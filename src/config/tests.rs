@@ -97,6 +97,14 @@ fn unknown_keys_and_bad_values_name_the_key() {
         "{err}"
     );
 
+    let err = parse("[daemon]\npipeline_realtime_priority = 100\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("daemon.pipeline_realtime_priority: must be 0 (off) or"),
+        "{err}"
+    );
+
     let err = parse("[engine\n", &[]).unwrap_err().to_string();
     assert!(err.starts_with("test.toml:"), "{err}");
 }

@@ -15,6 +15,7 @@
 pub mod delivery;
 pub mod kafka;
 pub mod memory;
+pub mod os_tuning;
 pub mod partition;
 pub mod pipeline;
 pub mod rebalance;
@@ -86,6 +87,11 @@ pub enum DaemonError {
     },
     #[error("kafka refused {what}: {reason}; check the credentials, certificates and ACLs in [kafka.client]")]
     Refused { what: String, reason: String },
+    #[error("daemon.pipeline_realtime_priority = {priority}: the kernel refused SCHED_FIFO for the pipeline thread ({source}); grant the daemon CAP_SYS_NICE (systemd: AmbientCapabilities=CAP_SYS_NICE) or set the key to 0")]
+    RealtimeRefused {
+        priority: u8,
+        source: std::io::Error,
+    },
     #[error("the pipeline thread panicked (a bug: please report it)")]
     PipelinePanicked,
     #[error("shutdown did not finish within the grace period; unsnapshotted partitions will be reprocessed")]
@@ -96,7 +102,7 @@ impl DaemonError {
     /// The process exit code for this error ([`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Setup(_) => crate::exit::CONFIG,
+            DaemonError::Setup(_) | DaemonError::RealtimeRefused { .. } => crate::exit::CONFIG,
             DaemonError::NoSwipesTopic { .. }
             | DaemonError::NoShadowTopic { .. }
             | DaemonError::CannotCreateTopic { .. }
@@ -351,6 +357,18 @@ pub async fn run(
     let pipeline_shared = shared.clone();
     let token = shutdown.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let daemon = &pipeline_shared.config.daemon;
+        if daemon.pipeline_realtime_priority > 0 {
+            // Asked for by the operator: refused, the daemon stops and says why.
+            os_tuning::pipeline_thread(daemon.pipeline_realtime_priority).map_err(|source| {
+                DaemonError::RealtimeRefused {
+                    priority: daemon.pipeline_realtime_priority,
+                    source,
+                }
+            })?;
+        } else if daemon.batch_other_threads {
+            os_tuning::apply_or_log("pipeline thread SCHED_OTHER", os_tuning::pipeline_thread(0));
+        }
         let result = pipeline::run(&pipeline_shared, &consumer, &token);
         drop(consumer);
         result
