@@ -296,7 +296,7 @@ impl Metrics {
             kafka_rtt: fgauge_vec(
                 &r,
                 NAMES[24],
-                "Average broker round-trip time seen by the Kafka client, seconds.",
+                "Average broker round-trip time seen by the Kafka client over its last statistics window with requests, seconds.",
                 &["client"],
             )?,
             kafka_tx_errors: gauge_vec(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, ProducerContext};
-use rdkafka::statistics::Statistics;
+use rdkafka::statistics::{Statistics, Window};
 use rdkafka::ClientContext;
 
 use crate::config::Config;
@@ -113,12 +113,7 @@ pub fn record_statistics(metrics: &Metrics, client: &str, stats: &Statistics) ->
         .values()
         .filter(|b| b.nodeid >= 0 && b.state == "UP")
         .count();
-    let rtts: Vec<f64> = stats
-        .brokers
-        .values()
-        .filter_map(|b| b.rtt.as_ref())
-        .map(|w| w.avg as f64 / 1e6)
-        .collect();
+    let rtt = mean_rtt_seconds(stats.brokers.values().filter_map(|b| b.rtt.as_ref()));
     metrics
         .kafka_brokers_up
         .with_label_values(&[client])
@@ -139,13 +134,21 @@ pub fn record_statistics(metrics: &Metrics, client: &str, stats: &Statistics) ->
         .kafka_tx_messages
         .with_label_values(&[client])
         .set(stats.txmsgs);
-    if !rtts.is_empty() {
-        metrics
-            .kafka_rtt
-            .with_label_values(&[client])
-            .set(rtts.iter().sum::<f64>() / rtts.len() as f64);
+    if let Some(rtt) = rtt {
+        metrics.kafka_rtt.with_label_values(&[client]).set(rtt);
     }
     up
+}
+
+/// The mean round trip, in seconds, of the brokers that answered requests in the last
+/// statistics window; `None` when none did. An idle connection's window reads 0, which is no
+/// round trip: the gauge then keeps its last reading instead of dropping to 0.
+fn mean_rtt_seconds<'a>(windows: impl Iterator<Item = &'a Window>) -> Option<f64> {
+    let answered: Vec<f64> = windows
+        .filter(|w| w.cnt > 0)
+        .map(|w| w.avg as f64 / 1e6)
+        .collect();
+    (!answered.is_empty()).then(|| answered.iter().sum::<f64>() / answered.len() as f64)
 }
 
 /// The producer's context: statistics into metrics.
@@ -196,5 +199,27 @@ impl OwnedRecord {
             r = r.partition(p);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(avg_us: i64, cnt: i64) -> Window {
+        Window {
+            avg: avg_us,
+            cnt,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn the_round_trip_counts_only_brokers_that_answered() {
+        let windows = [window(4_000, 12), window(0, 0), window(2_000, 3)];
+        assert_eq!(mean_rtt_seconds(windows.iter()), Some(0.003));
+        // Every connection idle in the window: no reading, not a round trip of 0.
+        assert_eq!(mean_rtt_seconds([window(0, 0)].iter()), None);
+        assert_eq!(mean_rtt_seconds([].iter()), None);
     }
 }

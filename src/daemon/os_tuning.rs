@@ -11,8 +11,8 @@
 //!   of preempting — and the pipeline thread alone returns to `SCHED_OTHER`. librdkafka's
 //!   threads, rust-rdkafka's polling thread and the runtime's workers wake often and no longer
 //!   preempt it. New threads inherit their creator's class, so this runs on the main thread
-//!   before the runtime and the Kafka clients exist. (A client created later from the pipeline
-//!   thread — the snapshot reader of a restore — runs ordinary; it lives for one restore.)
+//!   before the runtime and the Kafka clients exist; a client created later from the pipeline
+//!   thread (the snapshot reader of a restore) is created inside [`create_threads_batch`].
 //! - **`transparent_huge_pages`** (off): the allocator asks for 2 MiB pages, and the first
 //!   touch of one stops the touching thread for milliseconds on a VM (measured 5.5 ms for the
 //!   two faults inside one produce call); 4 KiB pages spread that cost thinly.
@@ -39,6 +39,23 @@ pub fn pipeline_thread(realtime: u8) -> io::Result<()> {
         0 => set_policy(Policy::Normal),
         p => set_policy(Policy::Fifo(p)),
     }
+}
+
+/// Runs `create` with the calling thread in `SCHED_BATCH`, then puts the thread back in the
+/// class and priority it had, so that the threads `create` starts (a Kafka client's) run batch
+/// like the rest of the daemon while the caller keeps its own. A refusal is logged and
+/// `create` runs all the same.
+pub fn create_threads_batch<T>(create: impl FnOnce() -> T) -> T {
+    let Some(saved) = current_policy() else {
+        return create();
+    };
+    apply_or_log("SCHED_BATCH for new threads", batch_this_thread());
+    let created = create();
+    apply_or_log(
+        "class restored after creating threads",
+        restore_policy(saved),
+    );
+    created
 }
 
 /// Turns transparent huge pages off for the whole process, from now on.
@@ -75,9 +92,41 @@ fn set_policy(policy: Policy) -> io::Result<()> {
         Policy::Normal => (libc::SCHED_OTHER, 0),
         Policy::Fifo(p) => (libc::SCHED_FIFO, i32::from(p)),
     };
-    let param = libc::sched_param {
-        sched_priority: priority,
+    restore_policy((
+        class,
+        libc::sched_param {
+            sched_priority: priority,
+        },
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_policy(_policy: Policy) -> io::Result<()> {
+    Ok(())
+}
+
+/// The calling thread's scheduling class and parameters (`None`: unknown, or not Linux).
+#[cfg(target_os = "linux")]
+fn current_policy() -> Option<(i32, libc::sched_param)> {
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is valid for the call's duration.
+    let (class, rc) = unsafe {
+        (
+            libc::sched_getscheduler(0),
+            libc::sched_getparam(0, &mut param),
+        )
     };
+    (class >= 0 && rc == 0).then_some((class, param))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_policy() -> Option<(i32, ())> {
+    None
+}
+
+/// Puts the calling thread in scheduling class `class` with `param`.
+#[cfg(target_os = "linux")]
+fn restore_policy((class, param): (i32, libc::sched_param)) -> io::Result<()> {
     // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the calling
     // thread (Linux applies the policy per thread).
     let rc = unsafe { libc::sched_setscheduler(0, class, &param) };
@@ -89,7 +138,7 @@ fn set_policy(policy: Policy) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_policy(_policy: Policy) -> io::Result<()> {
+fn restore_policy(_saved: (i32, ())) -> io::Result<()> {
     Ok(())
 }
 
@@ -117,6 +166,24 @@ mod tests {
             .unwrap();
             assert_eq!(child, (libc::SCHED_BATCH, libc::SCHED_OTHER));
             // The child's change is its own.
+            assert_eq!(policy_of_this_thread(), libc::SCHED_BATCH);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn threads_created_inside_run_batch_and_the_creator_keeps_its_class() {
+        std::thread::spawn(|| {
+            pipeline_thread(0).unwrap();
+            let child = create_threads_batch(|| std::thread::spawn(policy_of_this_thread))
+                .join()
+                .unwrap();
+            assert_eq!(child, libc::SCHED_BATCH);
+            assert_eq!(policy_of_this_thread(), libc::SCHED_OTHER);
+            // A thread already batch stays batch.
+            batch_this_thread().unwrap();
+            create_threads_batch(|| ());
             assert_eq!(policy_of_this_thread(), libc::SCHED_BATCH);
         })
         .join()

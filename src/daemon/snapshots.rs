@@ -39,6 +39,9 @@ pub struct SnapshotStore {
     partitions: i32,
     chunk_bytes: usize,
     reader: rdkafka::ClientConfig,
+    /// `daemon.batch_other_threads`: the reader's threads are created `SCHED_BATCH` (a restore
+    /// runs on the pipeline thread, which is not).
+    batch_threads: bool,
     /// Distinguishes snapshots taken at the same position by this process.
     counter: std::sync::atomic::AtomicU64,
     started_ms: i64,
@@ -59,6 +62,7 @@ impl SnapshotStore {
             partitions: partitions.max(1),
             chunk_bytes: config.daemon.snapshot_chunk_bytes,
             reader,
+            batch_threads: config.daemon.batch_other_threads,
             counter: std::sync::atomic::AtomicU64::new(0),
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -118,7 +122,11 @@ impl SnapshotStore {
     ) -> Result<Option<Vec<u8>>, SnapshotReadError> {
         let deadline = Instant::now() + timeout;
         let target = self.target(partition);
-        let consumer: BaseConsumer = self.reader.create()?;
+        let consumer: BaseConsumer = if self.batch_threads {
+            super::os_tuning::create_threads_batch(|| self.reader.create())?
+        } else {
+            self.reader.create()?
+        };
         let (low, high) =
             consumer.fetch_watermarks(&self.topic, target, Timeout::After(timeout))?;
         if high <= low {
