@@ -4,6 +4,7 @@
 #   - Debian's chromium (renders the replay report in tests/report.rs)
 #   - Debian's prometheus (promtool for tests/deploy_files.rs and scripts/promtool-check.sh;
 #     the prometheus server for tests/prometheus_scrape.rs)
+#   - Debian's sqlite3 (tests/support adds an index the test broker's SQLite schema lacks)
 #   - nisshi 0.7.0-pre.2, a Kafka-protocol broker (../shared/BROKER.md says why this version and
 #     these features); built once (10-15 min on 2 cores) and cached in ~/.cargo/bin
 # Idempotent: a warm machine skips every step.
@@ -29,6 +30,11 @@ fi
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   echo "== installing prometheus and promtool (Debian package prometheus)"
   apt_install --no-install-recommends prometheus
+fi
+
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  echo "== installing sqlite3 (Debian package)"
+  apt_install sqlite3
 fi
 
 NISSHI_VERSION=0.7.0-pre.2

@@ -84,6 +84,23 @@ impl Broker {
             assert!(Instant::now() < deadline, "broker did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.index_headers();
+    }
+
+    /// Adds the index nisshi's SQLite schema lacks: without it every fetched record scans every
+    /// header in the database, and a consumer a few thousand forwarded records behind asks for
+    /// more than librdkafka's 60 s request timeout, again and again (`../shared/BROKER.md`,
+    /// "Records with headers"). The broker creates its tables before it listens.
+    fn index_headers(&self) {
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000", "nisshi.db"])
+            .arg(
+                "create index if not exists header_topition_offset on header (topition, offset_id)",
+            )
+            .current_dir(self.dir.path())
+            .output()
+            .expect("sqlite3 must be on PATH (scripts/ensure-deps.sh installs it)");
+        assert!(out.status.success(), "sqlite3 create index: {out:?}");
     }
 
     pub fn bootstrap(&self) -> String {
