@@ -2,9 +2,10 @@
 //! settlement): `trace_code_resettled` alone, every settlement naming one new box, as a
 //! pharmacy's year of sales would. A report, not a timing: `cargo bench --bench trace_codes
 //! [-- CODES]` (default 1M; BENCHMARKS.md quotes 10M) prints the engine's accounting, the split
-//! by part and the peak RSS growth per code.
+//! by part and the peak RSS growth per code; and, as `admit_tail` does for cards, the slowest
+//! single admit (the code index growing used to stop the stage for a whole rehash).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // Only its peak-RSS reader is needed here.
 #[path = "support/stage_bytes.rs"]
@@ -37,6 +38,7 @@ fn main() {
     let mut engine = Engine::new(cfg).unwrap();
     let mut out = Output::default();
     let t0 = 1_767_196_800_000i64;
+    let (mut slowest, mut over_1ms) = (Duration::ZERO, 0u32);
     for i in 0..codes {
         // A realistic id (20 characters) and a 20-digit code, one box per settlement, a few
         // seconds apart: about a city's pharmacies for a year at 10M.
@@ -51,7 +53,11 @@ fn main() {
                 )],
             )
             .build();
+        let t = Instant::now();
         engine.admit(e, &mut out);
+        let took = t.elapsed();
+        slowest = slowest.max(took);
+        over_1ms += u32::from(took > Duration::from_millis(1));
         out.alerts.clear();
     }
     stage_bytes::report(
@@ -60,5 +66,9 @@ fn main() {
         &engine,
         KeyKind::TraceCode,
         rss_before,
+    );
+    println!(
+        "trace_codes/{codes}: slowest admit {:.1} ms, {over_1ms} admits over 1 ms",
+        slowest.as_secs_f64() * 1e3
     );
 }

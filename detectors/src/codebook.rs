@@ -13,14 +13,16 @@
 //!   by horizon or by the ceiling, pops the front. So no recency links;
 //! - a record keeps its last event time as the gap to the record before it (4 bytes; a gap of
 //!   49 days or more between two consecutive events of a partition is kept aside);
-//! - the code and the first settlement's id take 16 bytes each ([`crate::packed`]).
+//! - the code and the first settlement's id take 16 bytes each ([`crate::packed`]);
+//! - the hash index maps a code to its record's sequence number and grows as the key table's
+//!   does ([`crate::key_index`]): a few keys move at each insertion instead of all at once, so
+//!   no event waits for a rehash of every code (two seconds at ten million).
 //!
 //! Vacated places (a refund, a code seen again) are given back when they reach the front: at
 //! most the horizon's worth of refunds and repeats, each 52 bytes.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use hashbrown::HashTable;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
@@ -28,6 +30,7 @@ use crate::detector::{Detector, Emitter};
 use crate::detectors::trace_code_resettled::{
     self as tcr, Settled, TraceCodeResettled, TraceCodeResettledState,
 };
+use crate::key_index::{Entries, KeyIndex};
 use crate::model::{DetectorName, EventId, EventTime, Millis, Text, Transaction};
 use crate::packed::{LongTexts, Packed};
 
@@ -87,7 +90,8 @@ pub(crate) struct CodeBook {
     head_time: EventTime,
     tail_time: EventTime,
     long_gaps: BTreeMap<u32, i64>,
-    index: HashTable<u32>,
+    /// Code → sequence number, growing a little at each insertion (no pause at ten million).
+    index: KeyIndex,
     hasher: Hasher,
     texts: LongTexts,
 }
@@ -106,7 +110,7 @@ impl CodeBook {
             head_time: EventTime::MIN,
             tail_time: EventTime::MIN,
             long_gaps: BTreeMap::new(),
-            index: HashTable::new(),
+            index: KeyIndex::default(),
             hasher: Hasher::with_seed(0x5e1f_9a2d),
             texts: LongTexts::default(),
         }
@@ -157,11 +161,9 @@ impl CodeBook {
             Some(p) => self.hash_of(p, None),
             None => self.hash_of(Packed::VACANT, Some(code)),
         };
-        self.index
-            .find(hash, |&seq| {
-                self.texts.is(self.record(seq).code, code, inline)
-            })
-            .copied()
+        self.index.find(hash, |seq| {
+            self.texts.is(self.record(seq).code, code, inline)
+        })
     }
 
     /// Appends a record last seen at `time` (never before the last one's).
@@ -199,7 +201,11 @@ impl CodeBook {
                 self.head,
                 self.head_offset,
             );
-            self.index.insert_unique(hash, seq, |&s| {
+            let entries = Entries {
+                first: head,
+                len: self.records,
+            };
+            self.index.insert(hash, seq, entries, |s| {
                 use std::hash::BuildHasher;
                 let at = head_offset + s.wrapping_sub(head) as usize;
                 let code = ring[at / CHUNK][at % CHUNK].code;
@@ -218,9 +224,7 @@ impl CodeBook {
         let record = *self.record(seq);
         let text = self.texts.long(record.code).map(str::to_string);
         let hash = self.hash_of(record.code, text.as_deref());
-        if let Ok(found) = self.index.find_entry(hash, |&s| s == seq) {
-            found.remove();
-        }
+        self.index.remove(hash, seq);
         self.record_mut(seq).code = Packed::VACANT;
         self.live -= 1;
         record
@@ -401,8 +405,7 @@ impl CodeBook {
     /// gap) and its first settlement (id, time, institution, person); the index and
     /// vacant places count to the key, long strings to where they belong.
     pub fn bytes_by_part(&self) -> (usize, usize) {
-        let index =
-            crate::key_index::buckets(self.index.capacity()) * (std::mem::size_of::<u32>() + 1);
+        let index = self.index.buckets() * (std::mem::size_of::<u32>() + 1);
         let vacant = (self.records - self.live) * std::mem::size_of::<Record>();
         let gaps = self.long_gaps.len() * 48;
         let key = self.live * 20 + index + vacant + gaps;

@@ -19,7 +19,7 @@
 //! The hasher has a fixed seed and nothing observable depends on hash order.
 
 use crate::chunked::Chunked;
-use crate::key_index::KeyIndex;
+use crate::key_index::{Entries, KeyIndex};
 use crate::model::{EventTime, Text};
 
 type Hasher = foldhash::fast::FixedState;
@@ -151,7 +151,7 @@ impl KeyTable {
             }
         };
         let hash = self.hash(key);
-        let entries = self.entries.len();
+        let entries = Entries::slab(self.entries.len());
         self.index
             .insert(hash, at, entries, hash_at(&self.entries, &self.hasher));
         self.len += 1;
@@ -281,7 +281,7 @@ impl KeyTable {
     /// Makes room for `additional` keys at once (restore).
     pub fn reserve(&mut self, additional: usize) {
         let additional = additional.min(self.max);
-        let entries = self.entries.len();
+        let entries = Entries::slab(self.entries.len());
         self.index
             .reserve(additional, entries, hash_at(&self.entries, &self.hasher));
     }

@@ -158,6 +158,43 @@ fn a_snapshot_of_either_restores_into_the_other_and_continues_the_same() {
 }
 
 #[test]
+fn the_index_grows_a_little_at_a_time_while_the_front_moves_on() {
+    // Thousands of codes under a ceiling: the front is popped at almost every new code, a code
+    // seen again moves to the back, and every 200 events time jumps 5 days, so that the codes
+    // of six jumps ago (past the 30-day horizon) go at once — while the index sets full tables
+    // aside and moves their keys a few at a time. Every held code stays findable and the book
+    // keeps deciding as the key table does. (The walk overtaken by the front, and sequence
+    // numbers wrapping, are `key_index`'s own tests.)
+    let cfg = config(1_500, 30, 0);
+    let (mut book, mut table) = pair(&cfg);
+    let (mut out_b, mut out_t) = (Output::default(), Output::default());
+    let mut rng = SplitMix::new(7);
+    let t0 = 1_767_225_600_000i64;
+    let mut moving = 0;
+    for i in 0..20_000u32 {
+        let code = format!("8{:019}", rng.below(4_000));
+        let ts = t0 + i64::from(i) * 1_000 + i64::from(i / 200) * 5 * DAY;
+        let e = tx(&format!("s{i:06}"), ts)
+            .item("d", 30, &[code.as_str()])
+            .build();
+        book.admit(e.clone(), &mut out_b);
+        table.admit(e, &mut out_t);
+        assert_eq!(out_b.alerts, out_t.alerts, "event {i}");
+        assert_eq!(book.counts_held(), table.counts_held(), "event {i}");
+        let codes = book.stages[0].codes.as_ref().unwrap();
+        moving += usize::from(codes.index.is_moving());
+        if i % 250 == 0 {
+            for (code, _) in codes.keys() {
+                assert!(codes.find(&code, Packed::inline(&code)).is_some(), "{code}");
+            }
+        }
+    }
+    assert_eq!(out_b.counts, out_t.counts);
+    assert!(moving > 100, "{moving} events during a move");
+    assert!(out_b.alerts.len() > 1_000, "{} alerts", out_b.alerts.len());
+}
+
+#[test]
 fn a_record_is_52_bytes_and_long_gaps_keep_their_time() {
     assert_eq!(std::mem::size_of::<Record>(), 52);
     let cfg = config(10, 400, 0);
