@@ -184,6 +184,9 @@ fn throughput(events: u64) {
     let daemon = Daemon::spawn_ready(&config, setup.http_port, &work.path().join("daemon.log"));
     let started = Instant::now();
     let cpu_before = cpu_seconds(daemon.child.id());
+    let broker_id = broker.id();
+    // CPU of the daemon and the broker together, to split the sustained window's share.
+    let both_cpu = || (cpu_seconds(daemon.child.id()), cpu_seconds(broker_id));
     // With live stages (SWIPEGUARD_BENCH_EXTRA turning on daemon.live_stages), done is when the
     // terminal stage, fed through its internal topic, has processed every event:
     // SWIPEGUARD_BENCH_DONE='swipeguard_stage_events_total{result="processed",stage="terminal"}'.
@@ -196,14 +199,17 @@ fn throughput(events: u64) {
     // Sustained rate: between 10 % and 90 % of the events, so that neither the start-up nor the
     // end of the input (where a downstream stage waits for the idle advance, DESIGN §3) counts.
     let (mut at_10, mut at_90) = (None, None);
+    let (mut cpu_10, mut cpu_90) = ((0.0, 0.0), (0.0, 0.0));
     while processed() < n {
         std::thread::sleep(Duration::from_millis(20));
         let p = processed();
         if at_10.is_none() && p >= n / 10 {
-            at_10 = Some(started.elapsed().as_secs_f64());
+            at_10 = Some((started.elapsed().as_secs_f64(), p));
+            cpu_10 = both_cpu();
         }
         if at_90.is_none() && p >= n * 9 / 10 {
-            at_90 = Some(started.elapsed().as_secs_f64());
+            at_90 = Some((started.elapsed().as_secs_f64(), p));
+            cpu_90 = both_cpu();
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),
@@ -221,11 +227,21 @@ fn throughput(events: u64) {
         "e2e/throughput: {n} events, produced in {produce_secs:.1} s; daemon processed all in {secs:.2} s = {:.0} events/s (last sample {last})",
         n as f64 / secs
     );
-    if let (Some(a), Some(b)) = (at_10, at_90) {
-        if b > a {
+    if let (Some((a, pa)), Some((b, pb))) = (at_10, at_90) {
+        if b > a && pb > pa {
+            let events = (pb - pa) as f64;
             println!(
                 "e2e/throughput sustained (10 % to 90 % of the events): {:.0} events/s",
-                (n * 8 / 10) as f64 / (b - a)
+                events / (b - a)
+            );
+            // The same window's CPU per event; two cores can give at most 2 s of CPU a second.
+            let (daemon_us, broker_us) = (
+                (cpu_90.0 - cpu_10.0) / events * 1e6,
+                (cpu_90.1 - cpu_10.1) / events * 1e6,
+            );
+            println!(
+                "e2e/throughput sustained cpu per event: daemon {daemon_us:.1} µs, broker {broker_us:.1} µs; two cores allow at most {:.0} events/s",
+                2e6 / (daemon_us + broker_us)
             );
         }
     }
