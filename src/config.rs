@@ -132,7 +132,9 @@ pub struct DaemonConfig {
     pub snapshot_chunk_bytes: usize,
     /// Run the detectors keyed by terminal, account and traceability code live, as stages fed
     /// through `<kafka.internal_topic_prefix>.by-<key>` topics (DESIGN §11). Off: they run in
-    /// replay only. Off by default while their crash and scale-out guarantees are being proven.
+    /// replay only. Off by default: every event then makes a round trip through the broker per
+    /// other stage and is decoded again, which about halves the daemon's rate (BENCHMARKS.md);
+    /// replay ≡ live, crash and scale-out with the stages on are tested in `kafka_stages`.
     pub live_stages: bool,
     /// Linux: run every thread but the pipeline's in `SCHED_BATCH` — the same share of CPU, but
     /// librdkafka's and the runtime's wake-ups no longer preempt the pipeline thread while it
